@@ -1,0 +1,48 @@
+# Deis data plane: see README.md. `make help` lists the targets.
+SHELL := /bin/bash
+DAEMONS := router logger logspout publisher builder etcd devplane
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/deis/dataplane/pkg/version.Version=$(VERSION)
+GO ?= go
+TEST_TIMEOUT ?= 14m
+
+.PHONY: help build test test-short setup bench run images lint fuzz clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build every daemon into bin/<name> (static, CGO_ENABLED=0)
+	@mkdir -p bin
+	@for d in $(DAEMONS); do \
+	  CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/$$d ./cmd/$$d || exit 1; \
+	done
+	@echo "built: $(addprefix bin/,$(DAEMONS))"
+
+setup: ## install and start what tests need (Docker engine, busybox, git, ssh)
+	@bash scripts/setup.sh
+
+test: setup ## vet, then every test (real etcd, Docker, git, ssh); REQUIRE_DOCKER=1 fails instead of skipping
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 ./...
+
+test-short: ## unit tests only, no setup
+	$(GO) test -short -count=1 ./...
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
+	@bash scripts/fuzz.sh $${FUZZTIME:-20s}
+
+bench: build ## every component's benchmark against its peers; report in bench/out/report.md
+	@bash bench/run.sh
+
+run: build ## single-host data plane on unprivileged ports (embedded etcd); Ctrl-C stops it
+	@./bin/devplane
+
+images: build ## Docker images of every daemon (FROM scratch) for docker-compose.yml
+	@bash scripts/images.sh
+
+lint: ## go vet and staticcheck
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+
+clean: ## remove build output
+	rm -rf bin bench/out

@@ -1,0 +1,167 @@
+// Package daemon holds what every binary shares: the common flags of
+// CONTRACT.md (each with an environment fallback), logging setup, the
+// admin HTTP server (/healthz, /metrics) and signal-driven lifetimes.
+//
+// cmd/<binary>/main.go uses it to parse flags into one config value; all
+// other logic lives in the component packages.
+package daemon
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Common are the flags every daemon takes (CONTRACT.md "Common flags").
+type Common struct {
+	Etcd     []string   // etcd v3 endpoints
+	Host     string     // this host's address as published in etcd
+	Docker   string     // Docker engine endpoint
+	LogLevel slog.Level // minimum level logged
+
+	etcdRaw, logLevelRaw string
+}
+
+// Default values of the common flags.
+const (
+	DefaultEtcd   = "http://127.0.0.1:2379"
+	DefaultDocker = "unix:///var/run/docker.sock"
+)
+
+// Register adds --etcd, --host, --docker and --log-level to fs, with
+// defaults taken from ETCD_ENDPOINTS, HOST, DOCKER_HOST and LOG_LEVEL. A
+// flag given on the command line beats its environment variable.
+func (c *Common) Register(fs *flag.FlagSet) {
+	fs.StringVar(&c.etcdRaw, "etcd", Env("ETCD_ENDPOINTS", DefaultEtcd), "comma-separated etcd v3 endpoints (env ETCD_ENDPOINTS)")
+	fs.StringVar(&c.Host, "host", Env("HOST", ""), "this host's address as published in etcd (env HOST; default first non-loopback IPv4)")
+	fs.StringVar(&c.Docker, "docker", Env("DOCKER_HOST", DefaultDocker), "Docker engine endpoint (env DOCKER_HOST)")
+	fs.StringVar(&c.logLevelRaw, "log-level", Env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+}
+
+// Validate resolves defaults and checks every common flag. The error names
+// the flag, so main can print it as the one line the daemon dies with.
+func (c *Common) Validate() error {
+	eps, err := ParseEndpoints(c.etcdRaw)
+	if err != nil {
+		return fmt.Errorf("--etcd: %w", err)
+	}
+	c.Etcd = eps
+	if c.Host == "" {
+		c.Host = DefaultHost()
+	} else if strings.ContainsAny(c.Host, " /:") && net.ParseIP(c.Host) == nil {
+		return fmt.Errorf("--host: %q is not an address or host name", c.Host)
+	}
+	if c.Docker == "" {
+		return errors.New("--docker: must not be empty")
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(c.logLevelRaw)); err != nil {
+		return fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", c.logLevelRaw)
+	}
+	return nil
+}
+
+// ParseEndpoints splits a comma list of etcd URLs and checks each.
+func ParseEndpoints(s string) ([]string, error) {
+	var out []string
+	for _, ep := range strings.Split(s, ",") {
+		ep = strings.TrimSpace(ep)
+		if ep == "" {
+			continue
+		}
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%q is not an http(s)://host:port URL", ep)
+		}
+		out = append(out, ep)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no endpoint given")
+	}
+	return out, nil
+}
+
+// DefaultHost is the first non-loopback IPv4 address of this machine, else
+// 127.0.0.1.
+func DefaultHost() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+				return ipn.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+// Env returns the environment variable name, or def when it is unset or
+// empty.
+func Env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// EnvDuration is Env for durations; an unparsable value is returned as the
+// default and reported by the flag parser only if given on the command line,
+// so callers should Validate durations they take from the environment.
+func EnvDuration(name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
+		if d, err := ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+// ParseDuration accepts Go syntax ("30s", "1m30s") or bare seconds ("30",
+// "1.5"), as the router settings of CONTRACT.md do. Negative values are
+// rejected.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty duration")
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if f < 0 || f > 1e9 {
+			return 0, fmt.Errorf("duration %q out of range", s)
+		}
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("duration %q: want Go syntax (30s) or seconds", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("duration %q is negative", s)
+	}
+	return d, nil
+}
+
+// Parse parses args into fs and exits the process with a one-line error
+// when a flag is bad. It is meant for main packages only.
+func Parse(fs *flag.FlagSet, args []string, validate ...func() error) {
+	if err := fs.Parse(args); err != nil {
+		os.Exit(2)
+	}
+	for _, v := range validate {
+		if err := v(); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
+			os.Exit(2)
+		}
+	}
+}
+
+// NewLogger returns a JSON slog logger at level, tagged with the component.
+func NewLogger(component string, level slog.Level) *slog.Logger {
+	h := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	return slog.New(h).With("component", component)
+}

@@ -1,0 +1,158 @@
+// Package dockerx wraps fsouza/go-dockerclient with what the host daemons
+// (publisher, logspout, builder, agent) need: an event stream that
+// reconnects by itself and asks for a full resync after every (re)connect,
+// since events may have been missed while the stream was down.
+package dockerx
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+)
+
+// Connect returns a client for endpoint (unix://, tcp://). It does not wait
+// for the engine: daemons start while Docker is down and report it in
+// health.
+func Connect(endpoint string) (*docker.Client, error) {
+	cli, err := docker.NewVersionedClient(endpoint, "1.41")
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %s: %w", endpoint, err)
+	}
+	return cli, nil
+}
+
+// Event is one container event of interest.
+type Event struct {
+	Action string // start, die, stop, kill, pause, unpause, destroy, oom, restart, ...
+	ID     string // container id
+	Name   string // container name without the leading "/" (may be empty)
+	Labels map[string]string
+	Time   time.Time
+}
+
+// Handler receives the stream. Resync is called after every (re)connect,
+// before any event of that connection; Event for each container event.
+// Both run on the Watch goroutine, in order.
+type Handler interface {
+	Resync(ctx context.Context) error
+	Event(ctx context.Context, ev Event)
+}
+
+// Watcher follows container events. Create with NewWatcher and Run it.
+type Watcher struct {
+	cli        *docker.Client
+	h          Handler
+	log        *slog.Logger
+	reconnects atomic.Int64
+	connected  atomic.Bool
+	lastErr    atomic.Pointer[error]
+}
+
+// NewWatcher returns a watcher delivering to h.
+func NewWatcher(cli *docker.Client, h Handler, log *slog.Logger) *Watcher {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Watcher{cli: cli, h: h, log: log}
+}
+
+// Reconnects is how many times the stream had to be reopened.
+func (w *Watcher) Reconnects() int64 { return w.reconnects.Load() }
+
+// Err is why the stream is currently down, or nil while connected.
+func (w *Watcher) Err() error {
+	if w.connected.Load() {
+		return nil
+	}
+	if p := w.lastErr.Load(); p != nil {
+		return *p
+	}
+	return fmt.Errorf("docker event stream not connected yet")
+}
+
+// Run follows events until ctx ends, reconnecting with backoff (100ms to
+// 2s). It returns ctx's error.
+func (w *Watcher) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	first := true
+	for {
+		err := w.streamOnce(ctx)
+		w.connected.Store(false)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.lastErr.Store(&err)
+		if !first {
+			w.reconnects.Add(1)
+		}
+		first = false
+		w.log.Warn("docker event stream down; reconnecting", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (w *Watcher) streamOnce(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := w.cli.PingWithContext(pctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("docker ping: %w", err)
+	}
+	events := make(chan *docker.APIEvents, 256)
+	if err := w.cli.AddEventListenerWithOptions(docker.EventsOptions{
+		Filters: map[string][]string{"type": {"container"}},
+	}, events); err != nil {
+		return fmt.Errorf("docker events: %w", err)
+	}
+	defer func() { _ = w.cli.RemoveEventListener(events) }()
+	// Resync after subscribing, so nothing between the two is missed.
+	if err := w.h.Resync(ctx); err != nil {
+		return fmt.Errorf("resync after connect: %w", err)
+	}
+	w.connected.Store(true)
+	// go-dockerclient reconnects its own stream silently; a periodic ping
+	// notices a dead engine so we can resync once it returns.
+	ping := time.NewTicker(2 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ping.C:
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := w.cli.PingWithContext(pctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("docker ping: %w", err)
+			}
+		case ev, ok := <-events:
+			if !ok {
+				return fmt.Errorf("docker event stream closed")
+			}
+			if ev == nil || ev.Type != "container" && ev.Type != "" {
+				continue
+			}
+			id := ev.Actor.ID
+			if id == "" {
+				id = ev.ID
+			}
+			action := ev.Action
+			if action == "" {
+				action = ev.Status
+			}
+			w.h.Event(ctx, Event{
+				Action: action, ID: id, Name: ev.Actor.Attributes["name"],
+				Labels: ev.Actor.Attributes, Time: time.Unix(0, ev.TimeNano),
+			})
+		}
+	}
+}
