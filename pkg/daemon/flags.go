@@ -131,7 +131,8 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, errors.New("empty duration")
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if f < 0 || f > 1e9 {
+		if !(f >= 0 && f <= 1e9) { // also rejects NaN
+
 			return 0, fmt.Errorf("duration %q out of range", s)
 		}
 		return time.Duration(f * float64(time.Second)), nil

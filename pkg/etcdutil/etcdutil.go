@@ -9,6 +9,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Connect returns a client for endpoints. It does not wait for etcd to be
@@ -22,6 +24,17 @@ func Connect(endpoints []string) (*clientv3.Client, error) {
 		AutoSyncInterval:     0,
 		Logger:               zap.NewNop(),
 		PermitWithoutStream:  true,
+		// gRPC's default reconnect backoff grows to two minutes; after an
+		// etcd restart we want to be back within a second or so.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  100 * time.Millisecond,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   time.Second,
+			},
+			MinConnectTimeout: time.Second,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)

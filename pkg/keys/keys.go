@@ -109,7 +109,7 @@ func ParseCert(key string) (domain, part string, err error) {
 // ConfigPrefixFor is the prefix of app's config; Config is one entry. KEY is
 // lowercased as in Deis v1.
 func ConfigPrefixFor(app string) string { return ConfigPrefix + app + "/" }
-func Config(app, name string) string   { return ConfigPrefix + app + "/" + strings.ToLower(name) }
+func Config(app, name string) string    { return ConfigPrefix + app + "/" + strings.ToLower(name) }
 
 // Router settings.
 func RouterSetting(name string) string { return RouterPrefix + name }
@@ -122,15 +122,17 @@ func BuilderUserKey(user, fingerprint string) string {
 }
 
 // App metadata.
-func AppPrefix(app string) string               { return AppsPrefix + app + "/" }
-func AppOwner(app string) string                { return AppsPrefix + app + "/owner" }
-func AppPermsPrefix(app string) string          { return AppsPrefix + app + "/perms/" }
-func AppPerm(app, user string) string           { return AppsPrefix + app + "/perms/" + user }
-func AppReleasesPrefix(app string) string       { return AppsPrefix + app + "/releases/" }
-func AppRelease(app string, version int) string { return AppsPrefix + app + "/releases/v" + strconv.Itoa(version) }
-func AppCurrentRelease(app string) string       { return AppsPrefix + app + "/release" }
-func AppScale(app string) string                { return AppsPrefix + app + "/scale" }
-func Admin(user string) string                  { return AdminsPrefix + user }
+func AppPrefix(app string) string         { return AppsPrefix + app + "/" }
+func AppOwner(app string) string          { return AppsPrefix + app + "/owner" }
+func AppPermsPrefix(app string) string    { return AppsPrefix + app + "/perms/" }
+func AppPerm(app, user string) string     { return AppsPrefix + app + "/perms/" + user }
+func AppReleasesPrefix(app string) string { return AppsPrefix + app + "/releases/" }
+func AppRelease(app string, version int) string {
+	return AppsPrefix + app + "/releases/v" + strconv.Itoa(version)
+}
+func AppCurrentRelease(app string) string { return AppsPrefix + app + "/release" }
+func AppScale(app string) string          { return AppsPrefix + app + "/scale" }
+func Admin(user string) string            { return AdminsPrefix + user }
 
 // LockPrefix is where lease-backed locks live (builder push locks, the
 // scheduler's leader election).

@@ -118,8 +118,8 @@ func BusyboxRootfs() ([]byte, error) {
 		}
 	}
 	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-		"etc/group":  "root:x:0:\nnogroup:x:65534:\n",
+		"etc/passwd":     "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+		"etc/group":      "root:x:0:\nnogroup:x:65534:\n",
 		"www/index.html": "ok\n",
 	}
 	for name, body := range files {
