@@ -142,8 +142,10 @@ func (w *Watcher) setErr(err error) {
 // Run lists and watches until ctx ends. It returns only ctx's error.
 func (w *Watcher) Run(ctx context.Context) error {
 	pctx, stopProbe := context.WithCancel(ctx)
+	var probing sync.WaitGroup
+	probing.Go(func() { w.probe(pctx, 2*time.Second) })
+	defer probing.Wait()
 	defer stopProbe()
-	go w.probe(pctx, 2*time.Second)
 	backoff := w.opt.MinBackoff
 	for {
 		err := w.syncOnce(ctx)
