@@ -1,0 +1,180 @@
+package certs
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+)
+
+// testCA issues leaf certificates for the tests.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+}
+
+func newCA(t testing.TB) *testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testCA{cert: cert, key: key, pool: pool}
+}
+
+// issue returns cert and key PEM for cn with the given SANs.
+func (ca *testCA) issue(t testing.TB, cn string, sans ...string) (string, string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, DNSNames: append([]string{cn}, sans...),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+}
+
+func TestSelection(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	kvs := map[string]string{}
+	put := func(domain string, sans ...string) {
+		c, k := ca.issue(t, domain, sans...)
+		kvs["/deis/certs/"+domain+"/cert"] = c
+		kvs["/deis/certs/"+domain+"/key"] = k
+	}
+	put("www.shop.com", "shop.com")
+	put("*.example.com")
+	put("api.example.com")
+	kvs["/deis/certs/broken.com/cert"] = "not a pem"
+	kvs["/deis/certs/broken.com/key"] = "nope"
+	kvs["/deis/certs/half.com/cert"] = "x"
+	pc, pk := ca.issue(t, "*.local.deis.example", "local.deis.example")
+
+	s, errs := Build(kvs, "local.deis.example", pc, pk)
+	if len(errs) != 2 {
+		t.Fatalf("want 2 errors (broken, half), got %v", errs)
+	}
+	for _, tc := range []struct {
+		name, wantCN string
+	}{
+		{"www.shop.com", "www.shop.com"},
+		{"SHOP.com.", "www.shop.com"}, // SAN, case and trailing dot
+		{"api.example.com", "api.example.com"},
+		{"a.example.com", "*.example.com"},
+		{"myapp.local.deis.example", "*.local.deis.example"},
+		{"local.deis.example", "*.local.deis.example"},
+		{"a.b.example.com", ""}, // wildcard covers one label only
+		{"example.com", ""},
+		{"other.com", ""}, // never another app's or the platform cert
+		{"broken.com", ""},
+		{"", ""},
+	} {
+		c, ok := s.Get(tc.name)
+		if tc.wantCN == "" {
+			if ok {
+				t.Errorf("Get(%q) = %s, want none", tc.name, c.Leaf.Subject.CommonName)
+			}
+			continue
+		}
+		if !ok || c.Leaf.Subject.CommonName != tc.wantCN {
+			t.Errorf("Get(%q) = %v, want %s", tc.name, ok, tc.wantCN)
+		}
+	}
+}
+
+// TestRealHandshake runs crypto/tls on both ends over loopback.
+func TestRealHandshake(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	c, k := ca.issue(t, "app.example.com")
+	s, errs := Build(map[string]string{"/deis/certs/app.example.com/cert": c, "/deis/certs/app.example.com/key": k}, "", "", "")
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c, ok := s.Get(h.ServerName); ok {
+				return c, nil
+			}
+			return nil, nil // no certificate: the handshake fails
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = conn.(*tls.Conn).Handshake(); conn.Close() }()
+		}
+	}()
+	dial := func(name string) error {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), &tls.Config{ServerName: name, RootCAs: ca.pool})
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	if err := dial("app.example.com"); err != nil {
+		t.Fatalf("handshake for a covered name: %v", err)
+	}
+	if err := dial("unknown.example.com"); err == nil {
+		t.Fatal("handshake for an uncovered name succeeded")
+	}
+}
+
+func BenchmarkGet(b *testing.B) {
+	ca := newCA(b)
+	c, k := ca.issue(b, "*.example.com")
+	s, _ := Build(map[string]string{"/deis/certs/*.example.com/cert": c, "/deis/certs/*.example.com/key": k}, "", "", "")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := s.Get("www.example.com"); !ok {
+			b.Fatal("miss")
+		}
+	}
+}
+
+func FuzzGet(f *testing.F) {
+	ca := newCA(f)
+	c, k := ca.issue(f, "*.example.com", "shop.com")
+	s, _ := Build(map[string]string{"/deis/certs/*.example.com/cert": c, "/deis/certs/*.example.com/key": k}, "deis.example", "", "")
+	for _, n := range []string{"a.example.com", "shop.com", ".", "..", "*.example.com", "A.EXAMPLE.COM."} {
+		f.Add(n)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if cert, ok := s.Get(name); ok && cert == nil {
+			t.Fatal("ok with nil certificate")
+		}
+	})
+}
