@@ -1,0 +1,188 @@
+// Package tcpproxy forwards raw TCP connections (the router's port 2222) to
+// a target read from the routing table at each new connection: the
+// builder's SSH port. Half-close is passed through, so `git push` over ssh
+// sees the remote's EOF and exit status.
+package tcpproxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Target is where connections go and how patient to be.
+type Target struct {
+	Addr           string
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration // no traffic either way for this long closes both sides
+}
+
+// Server accepts connections and forwards them.
+type Server struct {
+	target func() *Target
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	lns   []net.Listener
+	wg    sync.WaitGroup
+
+	accepted, dialFailures prometheus.Counter
+	bytes                  *prometheus.CounterVec
+}
+
+// New returns a server asking target() for the destination of each new
+// connection (nil: none announced, the connection is closed).
+func New(target func() *Target, log *slog.Logger, reg prometheus.Registerer) *Server {
+	s := &Server{target: target, log: log, conns: make(map[net.Conn]struct{})}
+	s.accepted = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_tcp_connections_total", Help: "TCP connections accepted on the builder port."})
+	s.dialFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_tcp_dial_failures_total", Help: "TCP connections closed because the builder could not be reached."})
+	s.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_tcp_bytes_total", Help: "Bytes forwarded on the builder port."}, []string{"direction"})
+	if reg != nil {
+		reg.MustRegister(s.accepted, s.dialFailures, s.bytes)
+	}
+	return s
+}
+
+// Serve accepts on ln until it is closed or ctx ends.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	s.lns = append(s.lns, ln)
+	s.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(backoff)
+				backoff = min(backoff*2, time.Second)
+				continue
+			}
+			return err
+		}
+		backoff = 5 * time.Millisecond
+		s.accepted.Inc()
+		s.track(c, true)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.track(c, false)
+			defer func() {
+				if r := recover(); r != nil {
+					s.log.Error("panic in tcp proxy connection", "panic", r)
+				}
+			}()
+			s.handle(c)
+		}()
+	}
+}
+
+func (s *Server) track(c net.Conn, add bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+}
+
+func (s *Server) handle(c net.Conn) {
+	defer c.Close()
+	t := s.target()
+	if t == nil {
+		s.log.Warn("closing tcp connection: no builder announced in etcd", "client", c.RemoteAddr().String())
+		return
+	}
+	up, err := net.DialTimeout("tcp", t.Addr, t.ConnectTimeout)
+	if err != nil {
+		s.dialFailures.Inc()
+		s.log.Warn("closing tcp connection: builder unreachable", "client", c.RemoteAddr().String(), "builder", t.Addr, "err", err)
+		return
+	}
+	defer up.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n := copyIdle(up, c, t.IdleTimeout)
+		s.bytes.WithLabelValues("in").Add(float64(n))
+	}()
+	n := copyIdle(c, up, t.IdleTimeout)
+	s.bytes.WithLabelValues("out").Add(float64(n))
+	wg.Wait()
+}
+
+// copyIdle copies src to dst, refreshing an idle deadline on both at each
+// read, then half-closes dst so the other side sees EOF.
+func copyIdle(dst, src net.Conn, idle time.Duration) int64 {
+	buf := make([]byte, 32<<10)
+	var total int64
+	for {
+		if idle > 0 {
+			deadline := time.Now().Add(idle)
+			_ = src.SetReadDeadline(deadline)
+			_ = dst.SetWriteDeadline(deadline)
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			if werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			var ne net.Error
+			if !errors.Is(err, io.EOF) && errors.As(err, &ne) && ne.Timeout() {
+				// Idle: close both ways, not just this direction.
+				_ = dst.Close()
+				_ = src.Close()
+				return total
+			}
+			break
+		}
+	}
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	} else {
+		_ = dst.Close()
+	}
+	return total
+}
+
+// Shutdown stops accepting, waits for open connections until ctx ends, then
+// closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	for _, ln := range s.lns {
+		_ = ln.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
