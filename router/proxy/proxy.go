@@ -8,7 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"hash/fnv"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -205,7 +205,7 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		cl := ctx.Request.Header.ContentLength()
 		if int64(cl) > st.BodySize {
 			p.reject(ctx, app, fasthttp.StatusRequestEntityTooLarge, "request body larger than the router's bodySize")
-			ctx.SetConnectionClose()
+			lingerBody(ctx, int64(cl))
 			return
 		}
 		if cl == -1 { // chunked: count as it streams
@@ -244,6 +244,8 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 
 	clientClose := h.ConnectionClose()
 	h.ResetConnectionClose()
+	// A TLS request carries the https scheme; backends speak plain HTTP.
+	ctx.Request.URI().SetSchemeBytes(strHTTP)
 	backend, err := p.forward(ctx, s, app, st)
 	if err != nil {
 		p.upstreamFailed(ctx, app, backend, err, start)
@@ -329,10 +331,14 @@ func (p *Proxy) pick(ctx *fasthttp.RequestCtx, app *table.App, st *settings.Sett
 func rendezvous(backends []*table.Backend, key []byte) int {
 	best, bestScore := 0, uint64(0)
 	for i, b := range backends {
-		h := fnv.New64a()
-		_, _ = h.Write(key)
-		_, _ = h.Write([]byte(b.Addr))
-		if s := h.Sum64(); i == 0 || s > bestScore {
+		h := uint64(14695981039346656037) // FNV-1a
+		for _, c := range key {
+			h = (h ^ uint64(c)) * 1099511628211
+		}
+		for j := 0; j < len(b.Addr); j++ {
+			h = (h ^ uint64(b.Addr[j])) * 1099511628211
+		}
+		if s := h; i == 0 || s > bestScore {
 			best, bestScore = i, s
 		}
 	}
@@ -396,6 +402,23 @@ func (p *Proxy) newRequestID(dst []byte) []byte {
 	var out [16]byte
 	hex.Encode(out[:], n[:])
 	return append(dst, out[:]...)
+}
+
+// maxLinger is how much of a refused body is read and discarded so the
+// client, still sending, can read the 413 instead of a connection reset
+// (what nginx's lingering close does). Larger bodies are cut off.
+const maxLinger = 8 << 20
+
+func lingerBody(ctx *fasthttp.RequestCtx, length int64) {
+	stream := ctx.RequestBodyStream()
+	if stream == nil || length > maxLinger {
+		ctx.SetConnectionClose()
+		return
+	}
+	_ = ctx.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.CopyN(io.Discard, stream, length); err != nil {
+		ctx.SetConnectionClose()
+	}
 }
 
 // limitedBody fails the upload once more than left bytes have been read.

@@ -97,17 +97,18 @@ type App struct {
 	// Controller marks the deis.<domain> entry.
 	Controller bool
 
-	next atomic.Uint32 // round-robin cursor
 	// Stats is shared across table generations for the same app name.
 	Stats *AppStats
 }
 
-// Next returns the round-robin start index.
-func (a *App) Next() uint32 { return a.next.Add(1) }
+// Next returns the round-robin start index. The cursor survives table
+// swaps, so a rebuild does not send a burst to the first backend.
+func (a *App) Next() uint32 { return a.Stats.next.Add(1) }
 
 // AppStats are per-app counters kept across table swaps.
 type AppStats struct {
 	ByClass [6]atomic.Int64 // index status/100
+	next    atomic.Uint32   // round-robin cursor
 }
 
 // Target is a TCP forwarding destination (the builder).

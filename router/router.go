@@ -1,0 +1,320 @@
+// Package router wires the edge router together: the etcd watch that builds
+// routing tables, the HTTP and HTTPS listeners (SO_REUSEPORT, optional PROXY
+// protocol), the TCP forwarder to the builder, the health port and the
+// router's own announcement in etcd.
+package router
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	reuseport "github.com/libp2p/go-reuseport"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/deis/dataplane/pkg/announce"
+	"github.com/deis/dataplane/pkg/daemon"
+	"github.com/deis/dataplane/pkg/etcdwatch"
+	"github.com/deis/dataplane/pkg/health"
+	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/router/proxy"
+	"github.com/deis/dataplane/router/proxyproto"
+	"github.com/deis/dataplane/router/table"
+	"github.com/deis/dataplane/router/tcpproxy"
+)
+
+// Config is everything the router needs; cmd/router fills it from flags.
+type Config struct {
+	HTTPAddr   string // "" disables
+	HTTPSAddr  string // "" disables
+	SSHAddr    string // "" disables
+	HealthAddr string
+	Host       string // announced as /deis/router/hosts/<Host>
+	Grace      time.Duration
+	AccessLog  bool
+	// HeaderTimeout bounds reading a request's head (slow clients).
+	HeaderTimeout time.Duration
+	// MaxConns bounds concurrent client connections.
+	MaxConns int
+}
+
+// Router is a running router.
+type Router struct {
+	cfg     Config
+	cli     *clientv3.Client
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	health  *health.Registry
+	proxy   *proxy.Proxy
+	access  *proxy.AccessLog
+	watcher *etcdwatch.Watcher
+	pool    *table.Pool
+
+	httpSrv, httpsSrv *fasthttp.Server
+	tcp               *tcpproxy.Server
+	listeners         map[string]net.Listener
+	proxyProtocol     func() bool
+	admin             *daemon.Admin
+
+	buildDuration prometheus.Histogram
+	invalid       prometheus.Counter
+}
+
+// New binds every listener (so that errors surface at start) and returns a
+// router ready to Run.
+func New(cfg Config, cli *clientv3.Client, log *slog.Logger) (*Router, error) {
+	if cfg.HeaderTimeout <= 0 {
+		cfg.HeaderTimeout = 30 * time.Second
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 100000
+	}
+	r := &Router{cfg: cfg, cli: cli, log: log, reg: daemon.NewMetrics(), health: &health.Registry{}, pool: table.NewPool(), listeners: map[string]net.Listener{}}
+	if cfg.AccessLog {
+		r.access = proxy.NewAccessLog(os.Stdout)
+	}
+	r.proxy = proxy.New(log, r.access, r.reg)
+	r.watcher = etcdwatch.New(cli, table.Prefixes, etcdwatch.Options{Logger: log})
+	r.buildDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "router_table_build_seconds", Help: "Time to build a routing table.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
+	r.invalid = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_invalid_entries_total", Help: "Invalid etcd entries skipped (new ones per build)."})
+	r.reg.MustRegister(r.buildDuration, r.invalid)
+	r.health.Set("table", errors.New("no routing table loaded yet"))
+	r.proxyProtocol = func() bool {
+		if t := r.proxy.Table(); t != nil {
+			return t.Settings.ProxyProtocol
+		}
+		return false
+	}
+
+	var err error
+	if r.admin, err = daemon.NewAdmin(cfg.HealthAddr, r.health, r.reg); err != nil {
+		return nil, err
+	}
+	r.admin.Mux.HandleFunc("/health-check", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("OK\n"))
+	})
+	for name, addr := range map[string]string{"http": cfg.HTTPAddr, "https": cfg.HTTPSAddr, "ssh": cfg.SSHAddr} {
+		if addr == "" {
+			continue
+		}
+		ln, err := reuseport.Listen("tcp", addr)
+		if err != nil {
+			r.closeListeners()
+			return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
+		}
+		r.listeners[name] = proxyproto.NewListener(ln, r.proxyProtocol, 5*time.Second, log)
+	}
+	r.httpSrv = r.newServer()
+	r.httpsSrv = r.newServer()
+	r.tcp = tcpproxy.New(func() *tcpproxy.Target {
+		t := r.proxy.Table()
+		if t == nil || t.Builder == nil {
+			return nil
+		}
+		return &tcpproxy.Target{Addr: t.Builder.Addr, ConnectTimeout: t.Builder.ConnectTimeout, IdleTimeout: t.Builder.IdleTimeout}
+	}, log, r.reg)
+	return r, nil
+}
+
+// Addr returns the bound address of listener name (http, https, ssh,
+// health), for tests that bind port 0.
+func (r *Router) Addr(name string) string {
+	if name == "health" {
+		return r.admin.Addr()
+	}
+	if ln := r.listeners[name]; ln != nil {
+		return ln.Addr().String()
+	}
+	return ""
+}
+
+// Proxy exposes the request path (for tests and benchmarks).
+func (r *Router) Proxy() *proxy.Proxy { return r.proxy }
+
+func (r *Router) closeListeners() {
+	for _, ln := range r.listeners {
+		_ = ln.Close()
+	}
+}
+
+func (r *Router) newServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                       r.handle,
+		Name:                          "deis-router",
+		Concurrency:                   r.cfg.MaxConns,
+		ReadBufferSize:                16 << 10, // largest request head; beyond it: 431
+		WriteBufferSize:               16 << 10,
+		ReadTimeout:                   r.cfg.HeaderTimeout,
+		IdleTimeout:                   90 * time.Second,
+		MaxRequestBodySize:            64 << 10, // buffered below this, streamed above
+		StreamRequestBody:             true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePreParseMultipartForm:  true,
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		NoDefaultDate:                 false,
+		CloseOnShutdown:               true,
+		TCPKeepalive:                  true,
+		Logger:                        slogPrinter{r.log},
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			// The head had to arrive within HeaderTimeout; the body (a big
+			// upload) gets the app timeout.
+			if t := r.proxy.Table(); t != nil {
+				return fasthttp.RequestConfig{ReadTimeout: t.Settings.DefaultTimeout, WriteTimeout: t.Settings.DefaultTimeout}
+			}
+			return fasthttp.RequestConfig{}
+		},
+	}
+}
+
+// handle recovers panics at the request boundary.
+func (r *Router) handle(ctx *fasthttp.RequestCtx) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("panic serving request", "panic", p, "host", string(ctx.Host()))
+			ctx.Error("internal router error", fasthttp.StatusInternalServerError)
+		}
+	}()
+	r.proxy.Handle(ctx)
+}
+
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, args ...any) {
+	p.log.Debug(fmt.Sprintf(format, args...))
+}
+
+// Run serves until ctx ends, then shuts down gracefully within Grace.
+func (r *Router) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.admin.Run(gctx) })
+	g.Go(func() error { return ignoreCanceled(r.watcher.Run(gctx)) })
+	g.Go(func() error { r.applyUpdates(gctx); return nil })
+
+	ann := announce.New(r.cli, announce.DefaultTTL, r.log)
+	if addr := r.Addr("http"); addr != "" {
+		_, port, _ := net.SplitHostPort(addr)
+		_ = ann.Put(gctx, keys.RouterHost(r.cfg.Host), net.JoinHostPort(r.cfg.Host, port))
+	}
+	annCtx, stopAnnounce := context.WithCancel(context.WithoutCancel(gctx))
+	var annDone sync.WaitGroup
+	annDone.Go(func() { _ = ann.Run(annCtx) })
+
+	serveErr := make(chan error, 3)
+	if ln := r.listeners["http"]; ln != nil {
+		go func() { serveErr <- r.httpSrv.Serve(ln) }()
+	}
+	if ln := r.listeners["https"]; ln != nil {
+		tlsLn := tls.NewListener(ln, &tls.Config{GetConfigForClient: r.tlsConfig})
+		go func() { serveErr <- r.httpsSrv.Serve(tlsLn) }()
+	}
+	if ln := r.listeners["ssh"]; ln != nil {
+		go func() { serveErr <- r.tcp.Serve(context.WithoutCancel(gctx), ln) }()
+	}
+	r.log.Info("router serving", "http", r.Addr("http"), "https", r.Addr("https"), "ssh", r.Addr("ssh"), "health", r.Addr("health"))
+
+	var runErr error
+	select {
+	case <-gctx.Done():
+	case err := <-serveErr:
+		if err != nil {
+			runErr = fmt.Errorf("listener stopped: %w", err)
+		}
+	}
+	// Leave the mesh first, then stop accepting and drain in-flight requests.
+	stopAnnounce()
+	annDone.Wait()
+	sctx, cancel := context.WithTimeout(context.Background(), r.cfg.Grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range []*fasthttp.Server{r.httpSrv, r.httpsSrv} {
+		wg.Go(func() { _ = srv.ShutdownWithContext(sctx) })
+	}
+	wg.Go(func() { _ = r.tcp.Shutdown(sctx) })
+	wg.Wait()
+	r.closeListeners()
+	if r.access != nil {
+		r.access.Close()
+	}
+	if err := g.Wait(); err != nil && runErr == nil && !errors.Is(err, context.Canceled) {
+		runErr = err
+	}
+	return runErr
+}
+
+// applyUpdates builds a table from each new snapshot and installs it.
+func (r *Router) applyUpdates(ctx context.Context) {
+	seen := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case snap := <-r.watcher.Updates():
+			start := time.Now()
+			t, errs := table.Build(snap.KVs, snap.Revision, r.proxy.Table(), r.pool)
+			r.buildDuration.Observe(time.Since(start).Seconds())
+			// Log each invalid entry once, not on every rebuild.
+			now := map[string]bool{}
+			for _, err := range errs {
+				msg := err.Error()
+				now[msg] = true
+				if !seen[msg] {
+					r.invalid.Inc()
+					r.log.Warn("skipping invalid etcd entry", "err", msg)
+				}
+			}
+			seen = now
+			r.proxy.Install(t)
+			r.health.Set("table", nil)
+			r.log.Debug("routing table installed", "revision", t.Revision, "apps", len(t.Apps), "backends", t.Backends(), "build", time.Since(start))
+		}
+	}
+}
+
+// tlsConfig is chosen per handshake from the current table: certificates
+// by SNI and the minimum version from sslProtocols.
+func (r *Router) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
+	t := r.proxy.Table()
+	if t == nil {
+		return nil, errors.New("no routing table loaded yet")
+	}
+	return &tls.Config{
+		MinVersion: t.Settings.MinTLSVersion,
+		NextProtos: []string{"http/1.1"},
+		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c, ok := t.Certs.Get(h.ServerName); ok {
+				return c, nil
+			}
+			return nil, fmt.Errorf("no certificate for server name %q", h.ServerName)
+		},
+	}, nil
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// PortOf returns the port of a host:port, or 0.
+func PortOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
