@@ -1,0 +1,98 @@
+// Command etcd is a single-member etcd v3 server (etcd's own server code,
+// embedded) so that docker-compose, `make run` and the benchmarks need no
+// download. For production clusters use upstream etcd; the flags match.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/deis/dataplane/pkg/daemon"
+)
+
+func main() {
+	var (
+		name, dataDir, listenClient, advertiseClient, listenPeer, advertisePeer, initialCluster, logLevel string
+	)
+	fs := flag.NewFlagSet("etcd", flag.ExitOnError)
+	fs.StringVar(&name, "name", daemon.Env("ETCD_NAME", "default"), "member name (env ETCD_NAME)")
+	fs.StringVar(&dataDir, "data-dir", daemon.Env("ETCD_DATA_DIR", "default.etcd"), "data directory (env ETCD_DATA_DIR)")
+	fs.StringVar(&listenClient, "listen-client-urls", daemon.Env("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:2379"), "client URLs to listen on (env ETCD_LISTEN_CLIENT_URLS)")
+	fs.StringVar(&advertiseClient, "advertise-client-urls", daemon.Env("ETCD_ADVERTISE_CLIENT_URLS", ""), "client URLs to advertise (default: the listen URLs; env ETCD_ADVERTISE_CLIENT_URLS)")
+	fs.StringVar(&listenPeer, "listen-peer-urls", daemon.Env("ETCD_LISTEN_PEER_URLS", "http://127.0.0.1:2380"), "peer URLs to listen on (env ETCD_LISTEN_PEER_URLS)")
+	fs.StringVar(&advertisePeer, "initial-advertise-peer-urls", daemon.Env("ETCD_INITIAL_ADVERTISE_PEER_URLS", ""), "peer URLs to advertise (default: the listen URLs)")
+	fs.StringVar(&initialCluster, "initial-cluster", daemon.Env("ETCD_INITIAL_CLUSTER", ""), "initial cluster, name=peerURL,... (default: this member alone)")
+	fs.StringVar(&logLevel, "log-level", daemon.Env("LOG_LEVEL", "warn"), "debug, info, warn or error")
+	var cfg *embed.Config
+	daemon.Parse(fs, os.Args[1:], func() error {
+		cfg = embed.NewConfig()
+		cfg.Name = name
+		cfg.Dir = dataDir
+		cfg.LogLevel = logLevel
+		var err error
+		if cfg.ListenClientUrls, err = urls(listenClient); err != nil {
+			return fmt.Errorf("--listen-client-urls: %w", err)
+		}
+		if advertiseClient == "" {
+			advertiseClient = listenClient
+		}
+		if cfg.AdvertiseClientUrls, err = urls(advertiseClient); err != nil {
+			return fmt.Errorf("--advertise-client-urls: %w", err)
+		}
+		if cfg.ListenPeerUrls, err = urls(listenPeer); err != nil {
+			return fmt.Errorf("--listen-peer-urls: %w", err)
+		}
+		if advertisePeer == "" {
+			advertisePeer = listenPeer
+		}
+		if cfg.AdvertisePeerUrls, err = urls(advertisePeer); err != nil {
+			return fmt.Errorf("--initial-advertise-peer-urls: %w", err)
+		}
+		if initialCluster == "" {
+			initialCluster = name + "=" + cfg.AdvertisePeerUrls[0].String()
+		}
+		cfg.InitialCluster = initialCluster
+		return cfg.Validate()
+	})
+	srv, err := embed.StartEtcd(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "etcd: start: %v\n", err)
+		os.Exit(1)
+	}
+	select {
+	case <-srv.Server.ReadyNotify():
+		fmt.Fprintf(os.Stderr, "etcd: ready, serving clients on %s\n", advertiseClient)
+	case <-time.After(60 * time.Second):
+		srv.Close()
+		fmt.Fprintln(os.Stderr, "etcd: not ready after 60s")
+		os.Exit(1)
+	}
+	ctx, stop := daemon.SignalContext()
+	defer stop()
+	select {
+	case <-ctx.Done():
+		srv.Close()
+	case err := <-srv.Err():
+		srv.Close()
+		fmt.Fprintf(os.Stderr, "etcd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func urls(s string) ([]url.URL, error) {
+	var out []url.URL
+	for _, raw := range strings.Split(s, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("%q is not a URL", raw)
+		}
+		out = append(out, *u)
+	}
+	return out, nil
+}

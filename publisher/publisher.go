@@ -1,0 +1,507 @@
+// Package publisher turns the app containers running on this host into
+// router backends in etcd: /deis/services/<app>/<container> = host:port,
+// written once the port accepts connections (and the app's health URL
+// answers), all on one lease kept alive by keep-alives, and deleted the
+// moment the container stops.
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/deis/dataplane/pkg/announce"
+	"github.com/deis/dataplane/pkg/daemon"
+	"github.com/deis/dataplane/pkg/dockerx"
+	"github.com/deis/dataplane/pkg/etcdwatch"
+	"github.com/deis/dataplane/pkg/health"
+	"github.com/deis/dataplane/pkg/keys"
+)
+
+// Config holds the publisher's settings.
+type Config struct {
+	Host      string        // published address of this host
+	TTL       time.Duration // lease TTL (20s)
+	Reconcile time.Duration // full resync interval (10s)
+	// PollInterval is how often a starting container's port is probed.
+	PollInterval time.Duration
+}
+
+// Publisher publishes containers. Create with New and Run it.
+type Publisher struct {
+	cfg    Config
+	docker *docker.Client
+	etcd   *clientv3.Client
+	log    *slog.Logger
+	ann    *announce.Announcer
+	view   *etcdwatch.Watcher // /deis/services/ and /deis/config/: version gating, health URLs
+	events *dockerx.Watcher
+	Health *health.Registry
+	reg    prometheus.Registerer
+
+	mu      sync.Mutex
+	tracked map[string]*container // by container id
+	noPort  map[string]bool       // ids already logged for having no port
+	wg      sync.WaitGroup
+	ctx     context.Context
+
+	published      prometheus.Gauge
+	latency        prometheus.Histogram
+	dockerRecon    prometheus.CounterFunc
+	leaseGrants    prometheus.CounterFunc
+	skippedVersion prometheus.Counter
+}
+
+// container is one app container this host runs.
+type container struct {
+	id      string
+	name    keys.ContainerName
+	key     string
+	addr    string
+	started time.Time
+	cancel  context.CancelFunc
+	ready   bool // key written
+}
+
+// New returns a publisher. reg receives its metrics.
+func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logger, reg prometheus.Registerer) *Publisher {
+	if cfg.TTL <= 0 {
+		cfg.TTL = announce.DefaultTTL
+	}
+	if cfg.Reconcile <= 0 {
+		cfg.Reconcile = 10 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 50 * time.Millisecond
+	}
+	p := &Publisher{
+		cfg: cfg, docker: dcli, etcd: ecli, log: log, reg: reg,
+		ann:     announce.New(ecli, cfg.TTL, log),
+		view:    etcdwatch.New(ecli, []string{keys.ServicesPrefix, keys.ConfigPrefix}, etcdwatch.Options{Logger: log}),
+		Health:  &health.Registry{},
+		tracked: make(map[string]*container),
+		noPort:  make(map[string]bool),
+	}
+	p.events = dockerx.NewWatcher(dcli, p, log)
+	p.published = prometheus.NewGauge(prometheus.GaugeOpts{Name: "publisher_published_containers", Help: "Containers whose route is in etcd."})
+	p.latency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "publisher_publish_latency_seconds", Help: "From Docker start event to route written.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)})
+	p.dockerRecon = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "publisher_docker_reconnects_total", Help: "Docker event stream reconnects."}, func() float64 { return float64(p.events.Reconnects()) })
+	p.leaseGrants = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "publisher_etcd_lease_grants_total", Help: "etcd leases granted (1 + one per lease lost)."}, func() float64 { return float64(p.ann.Grants()) })
+	p.skippedVersion = prometheus.NewCounter(prometheus.CounterOpts{Name: "publisher_skipped_old_release_total", Help: "Containers not published because a newer release of the app is published."})
+	if reg != nil {
+		reg.MustRegister(p.published, p.latency, p.dockerRecon, p.leaseGrants, p.skippedVersion)
+	}
+	p.Health.Set("docker", errors.New("not connected yet"))
+	return p
+}
+
+// Run publishes until ctx ends, then revokes the lease (removing this
+// host's keys) and returns.
+func (p *Publisher) Run(ctx context.Context) error {
+	p.ctx = ctx
+	var wg sync.WaitGroup
+	annCtx, stopAnn := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { _ = p.ann.Run(annCtx) })
+	wg.Go(func() { _ = p.view.Run(ctx) })
+	// Wait (bounded) for the first view so version gating and health URLs
+	// are known before anything is published.
+	deadline := time.After(5 * time.Second)
+	for p.view.Snapshot() == nil {
+		select {
+		case <-ctx.Done():
+		case <-deadline:
+		case <-time.After(20 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	wg.Go(func() { _ = p.events.Run(ctx) })
+	wg.Go(func() { p.healthLoop(ctx) })
+	wg.Go(func() { p.reconcileLoop(ctx) })
+	<-ctx.Done()
+	p.mu.Lock()
+	for _, c := range p.tracked {
+		c.cancel()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+	stopAnn()
+	wg.Wait()
+	return nil
+}
+
+func (p *Publisher) healthLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		p.Health.Set("docker", p.events.Err())
+		err := p.ann.Err()
+		if err == nil && p.ann.Lease() == 0 {
+			err = errors.New("no etcd lease yet")
+		}
+		if err == nil {
+			err = p.view.Err()
+		}
+		p.Health.Set("etcd", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Publisher) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(p.cfg.Reconcile)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := p.Resync(ctx); err != nil {
+				p.log.Warn("reconcile failed; retrying next round", "err", err)
+			}
+		}
+	}
+}
+
+// Resync lists running containers, starts tracking new ones, forgets gone
+// ones, and deletes this host's keys that match no running container. It
+// is called after every Docker (re)connect and every Reconcile interval.
+func (p *Publisher) Resync(ctx context.Context) error {
+	list, err := p.docker.ListContainers(docker.ListContainersOptions{Context: ctx})
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	running := make(map[string]bool, len(list))
+	for _, c := range list {
+		running[c.ID] = true
+		p.mu.Lock()
+		_, known := p.tracked[c.ID]
+		p.mu.Unlock()
+		if !known && strings.HasPrefix(c.State, "running") {
+			p.track(ctx, c.ID, time.Now())
+		}
+	}
+	p.mu.Lock()
+	var gone []*container
+	for id, c := range p.tracked {
+		if !running[id] {
+			gone = append(gone, c)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range gone {
+		p.untrack(ctx, c.id, "not running at resync")
+	}
+	return p.removeStale(ctx)
+}
+
+// removeStale deletes keys under /deis/services/ whose address is this
+// host's but which no tracked container owns (left by a crashed publisher
+// or a container that vanished while we were down).
+func (p *Publisher) removeStale(ctx context.Context) error {
+	resp, err := p.etcd.Get(ctx, keys.ServicesPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return fmt.Errorf("list %s: %w", keys.ServicesPrefix, err)
+	}
+	// Read our own keys after listing: a key published meanwhile is in both.
+	mine := p.ann.Keys()
+	for _, kv := range resp.Kvs {
+		k, v := string(kv.Key), string(kv.Value)
+		host, _, err := net.SplitHostPort(v)
+		if err != nil || host != p.cfg.Host {
+			continue // another host's key (or not an address): never touch it
+		}
+		if want, ok := mine[k]; ok && want == v {
+			continue
+		}
+		if _, err := p.etcd.Delete(ctx, k); err == nil {
+			p.log.Info("removed stale route", "key", k, "addr", v)
+		}
+	}
+	return nil
+}
+
+// Event handles one Docker container event.
+func (p *Publisher) Event(ctx context.Context, ev dockerx.Event) {
+	switch ev.Action {
+	case "start", "unpause", "restart":
+		p.track(ctx, ev.ID, ev.Time)
+	case "die", "stop", "kill", "pause", "destroy", "oom":
+		p.untrack(ctx, ev.ID, ev.Action)
+	}
+}
+
+// track inspects a container and, if it is a routable app container,
+// starts waiting for it to be ready.
+func (p *Publisher) track(ctx context.Context, id string, started time.Time) {
+	info, err := p.docker.InspectContainerWithOptions(docker.InspectContainerOptions{ID: id, Context: ctx})
+	if err != nil {
+		p.log.Debug("inspect failed", "id", id, "err", err)
+		return
+	}
+	if info.State.Paused || !info.State.Running {
+		return
+	}
+	var labels map[string]string
+	if info.Config != nil {
+		labels = info.Config.Labels
+	}
+	name, err := keys.ParseContainer(info.Name, labels)
+	if err != nil {
+		p.log.Debug("ignoring container: not an app container", "name", info.Name, "err", err)
+		return
+	}
+	if !name.Routable() {
+		return
+	}
+	port, err := publicPort(info, labels)
+	if err != nil {
+		p.mu.Lock()
+		first := !p.noPort[id]
+		p.noPort[id] = true
+		p.mu.Unlock()
+		if first {
+			p.log.Warn("app container not published", "container", name.String(), "err", err)
+		}
+		return
+	}
+	addr := net.JoinHostPort(p.cfg.Host, strconv.Itoa(port))
+	cctx, cancel := context.WithCancel(ctx)
+	c := &container{id: id, name: name, key: keys.Service(name.App, name.String()), addr: addr, started: started, cancel: cancel}
+	p.mu.Lock()
+	if old := p.tracked[id]; old != nil {
+		if old.addr == addr {
+			p.mu.Unlock()
+			cancel()
+			return // already tracked
+		}
+		old.cancel()
+	}
+	p.tracked[id] = c
+	p.mu.Unlock()
+	p.wg.Go(func() { p.publishWhenReady(cctx, c) })
+}
+
+// untrack deletes the container's key at once and stops waiting for it.
+func (p *Publisher) untrack(ctx context.Context, id, why string) {
+	p.mu.Lock()
+	c := p.tracked[id]
+	delete(p.tracked, id)
+	delete(p.noPort, id)
+	p.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.cancel()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	if err := p.ann.Delete(dctx, c.key); err != nil {
+		p.log.Warn("could not delete route; reconcile will retry", "key", c.key, "err", err)
+	}
+	if c.ready {
+		p.published.Dec()
+	}
+	p.log.Info("unpublished", "container", c.name.String(), "reason", why)
+}
+
+// publishWhenReady waits for the port (and health URL), checks the release
+// is not older than the newest published one, then writes the key.
+func (p *Publisher) publishWhenReady(ctx context.Context, c *container) {
+	if !p.waitTCP(ctx, c.addr) {
+		return
+	}
+	if !p.waitHealthURL(ctx, c) {
+		return
+	}
+	if newest := p.newestPublished(c.name.App); newest > c.name.Version {
+		p.skippedVersion.Inc()
+		p.log.Info("not publishing an older release", "container", c.name.String(), "newest_published", newest)
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := p.ann.Put(wctx, c.key, c.addr)
+	cancel()
+	if err != nil && !errors.Is(err, announce.ErrNoLease) {
+		p.log.Warn("route kept for the next lease", "key", c.key, "err", err)
+	}
+	// If the container stopped while we wrote, untrack may have deleted
+	// the key before our write landed: delete it again.
+	p.mu.Lock()
+	still := p.tracked[c.id] == c
+	if still {
+		c.ready = true
+		p.published.Inc()
+	}
+	p.mu.Unlock()
+	if !still {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		_ = p.ann.Delete(dctx, c.key)
+		cancel()
+		return
+	}
+	p.latency.Observe(time.Since(c.started).Seconds())
+	p.log.Info("published", "container", c.name.String(), "addr", c.addr)
+}
+
+func (p *Publisher) waitTCP(ctx context.Context, addr string) bool {
+	t := time.NewTicker(p.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		if accepts(addr) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// accepts reports whether something listens behind addr. Docker's
+// userland proxy accepts on the host port even when nothing listens in the
+// container, then closes the connection at once; so a connection counts
+// only if it stays open (or sends a banner) for a moment.
+func accepts(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
+	var b [1]byte
+	n, err := conn.Read(b[:])
+	if n > 0 {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// waitHealthURL implements Deis v1's healthcheck_url: after
+// healthcheck_initial_delay seconds, GET http://addr<url> must answer 200
+// within healthcheck_timeout seconds (default 1); it is retried each
+// second until it does or the container stops.
+func (p *Publisher) waitHealthURL(ctx context.Context, c *container) bool {
+	snap := p.view.Snapshot()
+	if snap == nil {
+		return true
+	}
+	path, ok := snap.Get(keys.Config(c.name.App, "healthcheck_url"))
+	if !ok || strings.TrimSpace(path) == "" {
+		return true
+	}
+	delay, _ := daemon.ParseDuration(snapGet(snap, keys.Config(c.name.App, "healthcheck_initial_delay"), "0"))
+	timeout, err := daemon.ParseDuration(snapGet(snap, keys.Config(c.name.App, "healthcheck_timeout"), "1"))
+	if err != nil || timeout <= 0 {
+		timeout = time.Second
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(delay):
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	url := "http://" + c.addr + path
+	client := &http.Client{Timeout: timeout}
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func snapGet(s *etcdwatch.Snapshot, k, def string) string {
+	if v, ok := s.Get(k); ok && strings.TrimSpace(v) != "" {
+		return strings.TrimSpace(v)
+	}
+	return def
+}
+
+// newestPublished is the highest release of app with a route in etcd, on
+// any host.
+func (p *Publisher) newestPublished(app string) int {
+	snap := p.view.Snapshot()
+	if snap == nil {
+		return 0
+	}
+	prefix := keys.ServicePrefixFor(app)
+	newest := 0
+	for k := range snap.KVs {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		if _, c, err := keys.ParseService(k); err == nil && c.Version > newest {
+			newest = c.Version
+		}
+	}
+	return newest
+}
+
+// publicPort is the host port to publish: the binding of the container port
+// named by label io.deis.port, else of the lowest published TCP port.
+func publicPort(info *docker.Container, labels map[string]string) (int, error) {
+	if info.NetworkSettings == nil || len(info.NetworkSettings.Ports) == 0 {
+		return 0, errors.New("no published TCP port")
+	}
+	type binding struct{ container, host int }
+	var all []binding
+	for port, bs := range info.NetworkSettings.Ports {
+		if port.Proto() != "tcp" || len(bs) == 0 {
+			continue
+		}
+		cp, err1 := strconv.Atoi(port.Port())
+		hp, err2 := strconv.Atoi(bs[0].HostPort)
+		if err1 != nil || err2 != nil || hp == 0 {
+			continue
+		}
+		all = append(all, binding{cp, hp})
+	}
+	if len(all) == 0 {
+		return 0, errors.New("no published TCP port")
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].container < all[j].container })
+	if want := labels["io.deis.port"]; want != "" {
+		n, err := strconv.Atoi(want)
+		if err != nil {
+			return 0, fmt.Errorf("label io.deis.port=%q is not a port", want)
+		}
+		for _, b := range all {
+			if b.container == n {
+				return b.host, nil
+			}
+		}
+		return 0, fmt.Errorf("label io.deis.port=%d is not a published port", n)
+	}
+	return all[0].host, nil
+}
