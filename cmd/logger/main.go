@@ -1,0 +1,79 @@
+// Command logger is the platform's syslog server and log store: it keeps
+// each app's recent lines and serves them to `deis logs`.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/deis/dataplane/logger"
+	"github.com/deis/dataplane/pkg/daemon"
+	"github.com/deis/dataplane/pkg/etcdutil"
+	"github.com/deis/dataplane/router/settings"
+)
+
+func main() {
+	var (
+		common            daemon.Common
+		cfg               logger.Config
+		rotate, keep, max string
+	)
+	fs := flag.NewFlagSet("logger", flag.ExitOnError)
+	common.Register(fs)
+	fs.StringVar(&cfg.SyslogAddr, "syslog-addr", daemon.Env("SYSLOG_ADDR", ":514"), "syslog address, UDP and TCP (env SYSLOG_ADDR)")
+	fs.StringVar(&cfg.SyslogTLSAddr, "syslog-tls-addr", daemon.Env("SYSLOG_TLS_ADDR", ""), "syslog over TLS address; empty disables (env SYSLOG_TLS_ADDR)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", daemon.Env("TLS_CERT", ""), "PEM certificate file for --syslog-tls-addr (env TLS_CERT)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", daemon.Env("TLS_KEY", ""), "PEM key file for --syslog-tls-addr (env TLS_KEY)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", daemon.Env("HTTP_ADDR", ":8088"), "log API, /healthz and /metrics (env HTTP_ADDR)")
+	fs.StringVar(&cfg.LogRoot, "log-root", daemon.Env("LOG_ROOT", "/data/logs"), "directory of the file storage adapter, e.g. a CephFS mount (env LOG_ROOT)")
+	fs.StringVar(&rotate, "rotate-size", daemon.Env("ROTATE_SIZE", "100m"), "file adapter: rotate an app's file past this size (env ROTATE_SIZE)")
+	fs.StringVar(&keep, "rotate-keep", daemon.Env("ROTATE_KEEP", "5"), "file adapter: rotated files kept per app (env ROTATE_KEEP)")
+	fs.StringVar(&max, "max-message", daemon.Env("MAX_MESSAGE", "65k"), "largest syslog message accepted (env MAX_MESSAGE)")
+	daemon.Parse(fs, os.Args[1:], common.Validate, func() error {
+		n, err := settings.ParseSize(rotate)
+		if err != nil || n < 1024 {
+			return fmt.Errorf("--rotate-size: %q must be a size of at least 1k", rotate)
+		}
+		cfg.RotateBytes = n
+		if cfg.RotateKeep, err = strconv.Atoi(keep); err != nil || cfg.RotateKeep < 0 {
+			return fmt.Errorf("--rotate-keep: %q must be a whole number", keep)
+		}
+		m, err := settings.ParseSize(max)
+		if err != nil || m < 480 || m > 16<<20 {
+			return fmt.Errorf("--max-message: %q must be a size from 480 to 16m", max)
+		}
+		cfg.MaxMessage = int(m) + 1024
+		if (cfg.TLSCert == "") != (cfg.TLSKey == "") || (cfg.SyslogTLSAddr != "" && cfg.TLSCert == "") {
+			return fmt.Errorf("--syslog-tls-addr needs both --tls-cert and --tls-key")
+		}
+		return nil
+	})
+	cfg.Host = common.Host
+	log := daemon.NewLogger("logger", common.LogLevel)
+	cli, err := etcdutil.Connect(common.Etcd)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "logger: --etcd: %v\n", err)
+		os.Exit(2)
+	}
+	defer cli.Close()
+	l, err := logger.New(cfg, cli, log, daemon.NewMetrics())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "logger: %v\n", err)
+		os.Exit(1)
+	}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		for range usr1 {
+			l.ReopenFiles()
+		}
+	}()
+	ctx, stop := daemon.SignalContext()
+	defer stop()
+	log.Info("logger serving", "syslog", l.Addr("syslog"), "tls", l.Addr("tls"), "http", l.Addr("http"))
+	os.Exit(daemon.Exit(log, l.Run(ctx)))
+}

@@ -1,0 +1,135 @@
+package logger
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/deis/dataplane/pkg/keys"
+)
+
+// handler serves the log API of CONTRACT.md plus /healthz and /metrics:
+//
+//	GET    /<app>?log_lines=N, /logs/<app>?log_lines=N  (default 100)
+//	GET    /logs/<app>?follow=true                      (streams new lines)
+//	DELETE /<app>, /logs/<app>
+func (l *Logger) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", l.Health)
+	if l.reg != nil {
+		mux.Handle("/metrics", promhttp.HandlerFor(l.reg, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("/", l.serveLogs)
+	return mux
+}
+
+func (l *Logger) serveLogs(w http.ResponseWriter, r *http.Request) {
+	app := strings.TrimPrefix(r.URL.Path, "/")
+	app = strings.TrimPrefix(app, "logs/")
+	if err := keys.ValidateAppName(app); err != nil {
+		http.Error(w, "bad app name: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	switch r.Method {
+	case http.MethodDelete:
+		if err := l.Store().Delete(app); err != nil {
+			http.Error(w, "could not delete logs: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodGet, http.MethodHead:
+		n := 100
+		if v := r.URL.Query().Get("log_lines"); v != "" {
+			var err error
+			n, err = strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1_000_000 {
+				http.Error(w, "log_lines must be an integer from 1 to 1000000", http.StatusBadRequest)
+				return
+			}
+		}
+		follow := false
+		if v := r.URL.Query().Get("follow"); v != "" {
+			var err error
+			if follow, err = strconv.ParseBool(v); err != nil {
+				http.Error(w, "follow must be true or false", http.StatusBadRequest)
+				return
+			}
+		}
+		if follow {
+			l.follow(w, r, app, n)
+			return
+		}
+		lines, err := l.Store().Tail(app, n)
+		if err != nil {
+			http.Error(w, "could not read logs: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if len(lines) == 0 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		size := 0
+		for _, ln := range lines {
+			size += len(ln) + 1
+		}
+		buf := make([]byte, 0, size)
+		for _, ln := range lines {
+			buf = append(append(buf, ln...), '\n')
+		}
+		_, _ = w.Write(buf)
+	default:
+		w.Header().Set("Allow", "GET, HEAD, DELETE")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+// follow sends the last n lines (only if log_lines was given), then every
+// new line as it arrives, until the client goes away.
+func (l *Logger) follow(w http.ResponseWriter, r *http.Request, app string, n int) {
+	ch := l.hub.subscribe(app)
+	defer l.hub.unsubscribe(app, ch)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	if r.URL.Query().Get("log_lines") != "" {
+		lines, _ := l.Store().Tail(app, n)
+		for _, ln := range lines {
+			_, _ = w.Write(append(ln, '\n'))
+		}
+	}
+	if fl != nil {
+		fl.Flush()
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case line, ok := <-ch:
+			if !ok {
+				return
+			}
+			if _, err := w.Write(append(line, '\n')); err != nil {
+				return
+			}
+			// Send whatever else is already waiting before flushing.
+			for more := true; more; {
+				select {
+				case line, ok := <-ch:
+					if !ok {
+						return
+					}
+					_, _ = w.Write(append(line, '\n'))
+				default:
+					more = false
+				}
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+	}
+}

@@ -1,0 +1,587 @@
+// Package logger is a syslog server that keeps each app's recent lines
+// (in memory or in files), serves them over HTTP and forwards every line to
+// the drains configured in etcd.
+//
+// TCP input is never dropped: a connection is read only as fast as its
+// lines are stored and queued to drains, so a slow drain slows the senders
+// (back-pressure) instead of losing lines. UDP cannot push back; its drops
+// are counted.
+package logger
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/deis/dataplane/logger/store"
+	"github.com/deis/dataplane/pkg/announce"
+	"github.com/deis/dataplane/pkg/etcdwatch"
+	"github.com/deis/dataplane/pkg/health"
+	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/pkg/syslog/format"
+	"github.com/deis/dataplane/pkg/syslog/framing"
+	"github.com/deis/dataplane/pkg/syslog/parse"
+	"github.com/deis/dataplane/pkg/syslog/sender"
+)
+
+// Config is the logger's configuration.
+type Config struct {
+	SyslogAddr    string // UDP and TCP, e.g. ":514"
+	SyslogTLSAddr string // "" disables
+	TLSCert       string // PEM file paths for SyslogTLSAddr
+	TLSKey        string
+	HTTPAddr      string // ":8088": log API, /healthz, /metrics
+	Host          string // announced as /deis/logs/host
+	LogRoot       string // file adapter root
+	RotateBytes   int64
+	RotateKeep    int
+	MaxMessage    int // largest message accepted (bytes)
+}
+
+// Logger is a running logger.
+type Logger struct {
+	cfg    Config
+	etcd   *clientv3.Client
+	log    *slog.Logger
+	Health *health.Registry
+	reg    *prometheus.Registry
+
+	store   atomic.Pointer[storeHolder]
+	hub     hub
+	drains  atomic.Pointer[[]*sender.Sender]
+	drainMu sync.Mutex
+
+	tcp, tlsLn net.Listener
+	udp        net.PacketConn
+	httpLn     net.Listener
+
+	m metrics
+}
+
+type storeHolder struct {
+	s   store.Store
+	raw string // the etcd value it was built from
+}
+
+type metrics struct {
+	ingested    *prometheus.CounterVec // by transport
+	parseFail   prometheus.Counter
+	drops       *prometheus.CounterVec // by reason
+	framingErrs prometheus.Counter
+	stored      prometheus.Counter
+	storedBytes prometheus.Counter
+}
+
+// New binds the listeners and returns a logger ready to Run. reg receives
+// its metrics.
+func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg *prometheus.Registry) (*Logger, error) {
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = framing.DefaultMaxSize
+	}
+	l := &Logger{cfg: cfg, etcd: cli, log: log, Health: &health.Registry{}, reg: reg}
+	l.store.Store(&storeHolder{s: store.NewMemory(1000), raw: "memory"})
+	empty := []*sender.Sender{}
+	l.drains.Store(&empty)
+	l.hub.subs = make(map[string]map[chan []byte]struct{})
+	l.m = metrics{
+		ingested:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logger_messages_received_total", Help: "Messages received by transport."}, []string{"transport"}),
+		parseFail:   prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_parse_failures_total", Help: "Messages kept as raw lines because they did not parse."}),
+		drops:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logger_drops_total", Help: "Lines dropped, by reason."}, []string{"reason"}),
+		framingErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_framing_errors_total", Help: "TCP connections closed for bad framing."}),
+		stored:      prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_stored_lines_total", Help: "Lines stored."}),
+		storedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_stored_bytes_total", Help: "Bytes stored."}),
+	}
+	if reg != nil {
+		reg.MustRegister(l.m.ingested, l.m.parseFail, l.m.drops, l.m.framingErrs, l.m.stored, l.m.storedBytes, &drainCollector{l})
+	}
+	var err error
+	if l.tcp, err = net.Listen("tcp", cfg.SyslogAddr); err != nil {
+		return nil, fmt.Errorf("syslog tcp listener on %s: %w", cfg.SyslogAddr, err)
+	}
+	// UDP on the same port as TCP (port 0 in tests: reuse TCP's).
+	udpAddr := cfg.SyslogAddr
+	if _, p, _ := net.SplitHostPort(cfg.SyslogAddr); p == "0" {
+		udpAddr = l.tcp.Addr().String()
+	}
+	if l.udp, err = net.ListenPacket("udp", udpAddr); err != nil {
+		l.tcp.Close()
+		return nil, fmt.Errorf("syslog udp listener on %s: %w", udpAddr, err)
+	}
+	if uc, ok := l.udp.(*net.UDPConn); ok {
+		_ = uc.SetReadBuffer(8 << 20)
+	}
+	if cfg.SyslogTLSAddr != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			l.closeListeners()
+			return nil, fmt.Errorf("syslog TLS certificate (--tls-cert, --tls-key): %w", err)
+		}
+		if l.tlsLn, err = tls.Listen("tcp", cfg.SyslogTLSAddr, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
+			l.closeListeners()
+			return nil, fmt.Errorf("syslog TLS listener on %s: %w", cfg.SyslogTLSAddr, err)
+		}
+	}
+	if l.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		l.closeListeners()
+		return nil, fmt.Errorf("http listener on %s: %w", cfg.HTTPAddr, err)
+	}
+	return l, nil
+}
+
+func (l *Logger) closeListeners() {
+	for _, c := range []io.Closer{l.tcp, l.tlsLn, l.httpLn} {
+		if c != nil && !isNilListener(c) {
+			_ = c.Close()
+		}
+	}
+	if l.udp != nil {
+		_ = l.udp.Close()
+	}
+}
+
+func isNilListener(c io.Closer) bool {
+	ln, ok := c.(net.Listener)
+	return ok && ln == nil
+}
+
+// Addr returns a bound address: "syslog" (TCP and UDP), "tls", "http".
+func (l *Logger) Addr(name string) string {
+	switch name {
+	case "syslog":
+		return l.tcp.Addr().String()
+	case "udp":
+		return l.udp.LocalAddr().String()
+	case "tls":
+		if l.tlsLn != nil {
+			return l.tlsLn.Addr().String()
+		}
+	case "http":
+		return l.httpLn.Addr().String()
+	}
+	return ""
+}
+
+// Store is the current storage adapter.
+func (l *Logger) Store() store.Store { return l.store.Load().s }
+
+// Run serves until ctx ends.
+func (l *Logger) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	srv := &http.Server{Handler: l.handler(), ReadHeaderTimeout: 10 * time.Second}
+	wg.Go(func() { _ = srv.Serve(l.httpLn) })
+	wg.Go(func() { l.acceptLoop(ctx, l.tcp, "tcp") })
+	if l.tlsLn != nil {
+		wg.Go(func() { l.acceptLoop(ctx, l.tlsLn, "tls") })
+	}
+	wg.Go(func() { l.udpLoop(ctx) })
+
+	watcher := etcdwatch.New(l.etcd, []string{"/deis/logs/"}, etcdwatch.Options{Logger: l.log})
+	wg.Go(func() { _ = watcher.Run(ctx) })
+	wg.Go(func() { l.applyConfig(ctx, watcher) })
+
+	ann := announce.New(l.etcd, announce.DefaultTTL, l.log)
+	_, port, _ := net.SplitHostPort(l.tcp.Addr().String())
+	_ = ann.Put(ctx, keys.LogsHost, l.cfg.Host)
+	_ = ann.Put(ctx, keys.LogsPort, port)
+	annCtx, stopAnn := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { _ = ann.Run(annCtx) })
+	wg.Go(func() { l.healthLoop(ctx, watcher, ann) })
+	wg.Go(func() { l.flushLoop(ctx) })
+
+	<-ctx.Done()
+	stopAnn()
+	l.closeListeners()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = srv.Shutdown(sctx)
+	cancel()
+	l.hub.closeAll()
+	wg.Wait()
+	_ = l.Store().Close()
+	return nil
+}
+
+func (l *Logger) flushLoop(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if f, ok := l.Store().(*store.File); ok {
+				f.Flush()
+			}
+		}
+	}
+}
+
+// ReopenFiles closes the file store's files so they are opened again
+// (SIGUSR1, after an external logrotate).
+func (l *Logger) ReopenFiles() {
+	if f, ok := l.Store().(*store.File); ok {
+		f.Reopen()
+		l.log.Info("reopened log files")
+	}
+}
+
+func (l *Logger) healthLoop(ctx context.Context, w *etcdwatch.Watcher, ann *announce.Announcer) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		err := w.Err()
+		if err == nil {
+			err = ann.Err()
+		}
+		l.Health.Set("etcd", err)
+		var derrs []string
+		for _, d := range *l.drains.Load() {
+			if err := d.Err(); err != nil {
+				derrs = append(derrs, err.Error())
+			}
+		}
+		if len(derrs) > 0 {
+			l.Health.Set("drains", errors.New(strings.Join(derrs, "; ")))
+		} else {
+			l.Health.Set("drains", nil)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// applyConfig follows /deis/logs/storageAdapterType and /deis/logs/drain.
+func (l *Logger) applyConfig(ctx context.Context, w *etcdwatch.Watcher) {
+	type drainRun struct{ stop context.CancelFunc }
+	cur := &drainRun{stop: func() {}}
+	var drainsWG sync.WaitGroup
+	var lastDrain string
+	defer func() { cur.stop(); drainsWG.Wait() }()
+	for {
+		var snap *etcdwatch.Snapshot
+		select {
+		case <-ctx.Done():
+			return
+		case snap = <-w.Updates():
+		}
+		l.setAdapter(snap.KVs[keys.LogsStorageAdapterType])
+		if raw := snap.KVs[keys.LogsDrain]; raw != lastDrain {
+			lastDrain = raw
+			var next []*sender.Sender
+			for _, u := range strings.Split(raw, ",") {
+				if strings.TrimSpace(u) == "" {
+					continue
+				}
+				cfg, err := sender.ParseURL(u)
+				if err != nil {
+					l.log.Warn("ignoring invalid drain", "key", keys.LogsDrain, "err", err)
+					continue
+				}
+				next = append(next, sender.New(cfg, l.log))
+			}
+			// Start the new drains before stopping the old, then let the
+			// old ones finish what they had queued for a moment.
+			old := *l.drains.Load()
+			stopOld := cur.stop
+			drainCtx, stop := context.WithCancel(ctx)
+			cur = &drainRun{stop: stop}
+			for _, d := range next {
+				drainsWG.Go(func() { _ = d.Run(drainCtx) })
+			}
+			l.drains.Store(&next)
+			go func() {
+				deadline := time.Now().Add(5 * time.Second)
+				for _, d := range old {
+					for d.QueueLen() > 0 && time.Now().Before(deadline) {
+						time.Sleep(20 * time.Millisecond)
+					}
+				}
+				stopOld()
+			}()
+			l.log.Info("drains configured", "count", len(next))
+		}
+	}
+}
+
+func (l *Logger) setAdapter(raw string) {
+	cur := l.store.Load()
+	if raw == cur.raw {
+		return
+	}
+	kind, size, err := store.ParseAdapter(raw)
+	if err != nil {
+		l.log.Warn("keeping the current storage adapter", "current", cur.s.Kind(), "err", err)
+		l.store.Store(&storeHolder{s: cur.s, raw: raw}) // do not warn again
+		return
+	}
+	if mem, ok := cur.s.(*store.Memory); ok && kind == "memory" {
+		mem.Resize(size) // same adapter: keep every line
+		l.store.Store(&storeHolder{s: mem, raw: raw})
+		l.log.Info("storage adapter", "kind", mem.Kind())
+		return
+	}
+	if _, ok := cur.s.(*store.File); ok && kind == "file" {
+		l.store.Store(&storeHolder{s: cur.s, raw: raw})
+		return
+	}
+	var s store.Store
+	if kind == "file" {
+		f, err := store.NewFile(l.cfg.LogRoot, l.cfg.RotateBytes, l.cfg.RotateKeep)
+		if err != nil {
+			l.log.Warn("keeping the current storage adapter", "current", cur.s.Kind(), "err", err)
+			l.store.Store(&storeHolder{s: cur.s, raw: raw})
+			return
+		}
+		s = f
+	} else {
+		s = store.NewMemory(size)
+	}
+	l.store.Store(&storeHolder{s: s, raw: raw})
+	if cur.s.Kind() != s.Kind() {
+		// Lines in flight are appended to either adapter, never lost; the
+		// old one is closed after they have landed.
+		go func() { time.Sleep(time.Second); _ = cur.s.Close() }()
+	}
+	l.log.Info("storage adapter", "kind", s.Kind())
+}
+
+func (l *Logger) acceptLoop(ctx context.Context, ln net.Listener, transport string) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var conns sync.Map
+	stop := context.AfterFunc(ctx, func() {
+		conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
+	})
+	defer stop()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		conns.Store(c, struct{}{})
+		wg.Go(func() {
+			defer conns.Delete(c)
+			defer c.Close()
+			defer func() {
+				if r := recover(); r != nil {
+					l.log.Error("panic on syslog connection", "panic", r)
+				}
+			}()
+			l.serveStream(ctx, c, transport)
+		})
+	}
+}
+
+// serveStream reads one TCP/TLS connection. Each line is stored and queued
+// before the next is read: that is the back-pressure.
+func (l *Logger) serveStream(ctx context.Context, c net.Conn, transport string) {
+	sender := hostOf(c.RemoteAddr())
+	r := framing.NewReader(c, l.cfg.MaxMessage)
+	p := parse.New()
+	var line []byte
+	counter := l.m.ingested.WithLabelValues(transport)
+	for {
+		msg, err := r.Next()
+		if err != nil {
+			if errors.Is(err, framing.ErrFraming) {
+				l.m.framingErrs.Inc()
+				l.log.Warn("closing syslog connection with bad framing", "peer", c.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		counter.Inc()
+		line = l.ingest(ctx, p, msg, sender, line[:0], true)
+	}
+}
+
+func (l *Logger) udpLoop(ctx context.Context) {
+	buf := make([]byte, 65536)
+	p := parse.New()
+	var line []byte
+	counter := l.m.ingested.WithLabelValues("udp")
+	for {
+		n, addr, err := l.udp.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		counter.Inc()
+		line = l.ingest(ctx, p, buf[:n], hostOf(addr), line[:0], false)
+	}
+}
+
+// ingest parses, stores, fans out to followers and queues to drains.
+func (l *Logger) ingest(ctx context.Context, p *parse.Parser, msg []byte, from string, line []byte, wait bool) []byte {
+	m := p.Parse(msg, from, time.Now())
+	if m.Format == parse.Raw {
+		l.m.parseFail.Inc()
+		l.log.Debug("unparseable syslog message kept as a raw line", "from", from)
+	}
+	if keys.ValidateAppName(m.App) != nil {
+		// Stored under a safe name: hosts and odd tags become file names.
+		m.App = safeName(m.App)
+	}
+	line = parse.AppendLine(line, &m)
+	if err := l.Store().Append(m.App, line); err != nil {
+		l.m.drops.WithLabelValues("store_error").Inc()
+		l.log.Warn("could not store line", "app", m.App, "err", err)
+	} else {
+		l.m.stored.Inc()
+		l.m.storedBytes.Add(float64(len(line)))
+	}
+	l.hub.publish(m.App, line)
+	drains := *l.drains.Load()
+	if len(drains) > 0 {
+		var out [512]byte
+		enc := format.AppendRFC5424(out[:0], &format.Message{
+			Priority: 8 + m.Severity, Time: m.Time, Host: m.Host, App: m.App, ProcID: m.Proc, Text: []byte(m.Text),
+		})
+		for _, d := range drains {
+			if wait {
+				if err := d.Send(ctx, enc); err != nil {
+					l.m.drops.WithLabelValues("shutdown").Inc()
+				}
+			} else if !d.TrySend(enc) {
+				l.m.drops.WithLabelValues("drain_queue_full").Inc()
+			}
+		}
+	}
+	return line
+}
+
+// safeName maps any app attribution to a valid app name.
+func safeName(s string) string {
+	var b strings.Builder
+	dash := true
+	for i := 0; i < len(s) && b.Len() < keys.MaxAppNameLen; i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+			b.WriteByte(c)
+			dash = false
+		case c >= 'A' && c <= 'Z':
+			b.WriteByte(c + 'a' - 'A')
+			dash = false
+		default:
+			if !dash {
+				b.WriteByte('-')
+				dash = true
+			}
+		}
+	}
+	out := strings.TrimRight(b.String(), "-")
+	if out == "" {
+		return "unknown"
+	}
+	return out
+}
+
+func hostOf(a net.Addr) string {
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return h
+}
+
+// hub fans new lines out to followers (GET ?follow=true).
+type hub struct {
+	mu      sync.Mutex
+	subs    map[string]map[chan []byte]struct{}
+	dropped atomic.Int64
+}
+
+func (h *hub) subscribe(app string) chan []byte {
+	ch := make(chan []byte, 1024)
+	h.mu.Lock()
+	if h.subs[app] == nil {
+		h.subs[app] = make(map[chan []byte]struct{})
+	}
+	h.subs[app][ch] = struct{}{}
+	h.mu.Unlock()
+	return ch
+}
+
+func (h *hub) unsubscribe(app string, ch chan []byte) {
+	h.mu.Lock()
+	delete(h.subs[app], ch)
+	if len(h.subs[app]) == 0 {
+		delete(h.subs, app)
+	}
+	h.mu.Unlock()
+}
+
+func (h *hub) publish(app string, line []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs[app] {
+		select {
+		case ch <- append([]byte(nil), line...):
+		default:
+			h.dropped.Add(1) // a follower too slow to keep up misses lines
+		}
+	}
+}
+
+func (h *hub) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for app, subs := range h.subs {
+		for ch := range subs {
+			close(ch)
+		}
+		delete(h.subs, app)
+	}
+}
+
+type drainCollector struct{ l *Logger }
+
+var (
+	drainQueueDesc = prometheus.NewDesc("logger_drain_queue_depth", "Messages queued per drain.", []string{"drain"}, nil)
+	drainReconDesc = prometheus.NewDesc("logger_drain_reconnects_total", "Connections opened per drain.", []string{"drain"}, nil)
+	drainSentDesc  = prometheus.NewDesc("logger_drain_sent_total", "Messages sent per drain.", []string{"drain"}, nil)
+	drainDropDesc  = prometheus.NewDesc("logger_drain_dropped_total", "Messages dropped per drain.", []string{"drain"}, nil)
+	followDropDesc = prometheus.NewDesc("logger_follow_dropped_total", "Lines not delivered to followers too slow to keep up.", nil, nil)
+)
+
+func (c *drainCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- drainQueueDesc
+	ch <- drainReconDesc
+	ch <- drainSentDesc
+	ch <- drainDropDesc
+	ch <- followDropDesc
+}
+
+func (c *drainCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, d := range *c.l.drains.Load() {
+		u := d.Config().URL
+		ch <- prometheus.MustNewConstMetric(drainQueueDesc, prometheus.GaugeValue, float64(d.QueueLen()), u)
+		ch <- prometheus.MustNewConstMetric(drainReconDesc, prometheus.CounterValue, float64(d.Reconnects.Load()), u)
+		ch <- prometheus.MustNewConstMetric(drainSentDesc, prometheus.CounterValue, float64(d.Sent.Load()), u)
+		ch <- prometheus.MustNewConstMetric(drainDropDesc, prometheus.CounterValue, float64(d.Dropped.Load()), u)
+	}
+	ch <- prometheus.MustNewConstMetric(followDropDesc, prometheus.CounterValue, float64(c.l.hub.dropped.Load()))
+}
+
+var _ = strconv.Itoa

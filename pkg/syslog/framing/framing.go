@@ -1,0 +1,144 @@
+// Package framing splits a syslog TCP stream into messages (RFC 6587):
+// octet counting ("LEN SP MSG") or non-transparent framing (messages ended
+// by LF, or NUL). The framing is detected once per connection from its first
+// byte: a digit means octet counting, anything else newline framing.
+// Framing is kept apart from message parsing (package parse).
+package framing
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Mode is a framing method.
+type Mode int
+
+const (
+	Unknown Mode = iota
+	OctetCounting
+	NonTransparent
+)
+
+func (m Mode) String() string {
+	switch m {
+	case OctetCounting:
+		return "octet-counting"
+	case NonTransparent:
+		return "newline"
+	}
+	return "unknown"
+}
+
+// DefaultMaxSize is the largest message accepted by default: 64 KiB of
+// payload plus room for the header.
+const DefaultMaxSize = 64<<10 + 1024
+
+// ErrFraming is wrapped by every error that means the stream is not valid
+// syslog framing; the connection should be closed.
+var ErrFraming = errors.New("bad syslog framing")
+
+// Reader yields one message at a time. Not safe for concurrent use.
+type Reader struct {
+	br     *bufio.Reader
+	max    int
+	mode   Mode
+	buf    []byte
+	offset int64 // bytes consumed, for error messages
+}
+
+// NewReader reads messages of at most max bytes (DefaultMaxSize if 0).
+func NewReader(r io.Reader, max int) *Reader {
+	if max <= 0 {
+		max = DefaultMaxSize
+	}
+	return &Reader{br: bufio.NewReaderSize(r, 64<<10), max: max}
+}
+
+// Mode is the framing detected so far.
+func (r *Reader) Mode() Mode { return r.mode }
+
+// Next returns the next message. The slice is valid until the next call.
+// At the end of the stream it returns io.EOF; an error wrapping ErrFraming
+// means the stream cannot be resynchronised.
+func (r *Reader) Next() ([]byte, error) {
+	if r.mode == Unknown {
+		b, err := r.br.Peek(1)
+		if err != nil {
+			return nil, err
+		}
+		if b[0] >= '1' && b[0] <= '9' {
+			r.mode = OctetCounting
+		} else {
+			r.mode = NonTransparent
+		}
+	}
+	if r.mode == OctetCounting {
+		return r.nextOctet()
+	}
+	return r.nextLine()
+}
+
+func (r *Reader) nextOctet() ([]byte, error) {
+	n := 0
+	digits := 0
+	for {
+		c, err := r.br.ReadByte()
+		if err != nil {
+			if err == io.EOF && digits > 0 {
+				return nil, fmt.Errorf("%w: stream ended inside a length at byte %d", ErrFraming, r.offset)
+			}
+			return nil, err
+		}
+		r.offset++
+		if c == ' ' && digits > 0 {
+			break
+		}
+		if c < '0' || c > '9' || (digits == 0 && c == '0') {
+			return nil, fmt.Errorf("%w: octet counting expects a length at byte %d, got %q", ErrFraming, r.offset-1, c)
+		}
+		n = n*10 + int(c-'0')
+		digits++
+		if n > r.max {
+			return nil, fmt.Errorf("%w: message of %d+ bytes at byte %d exceeds the %d byte limit", ErrFraming, n, r.offset-int64(digits), r.max)
+		}
+	}
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n, max(n, 4096))
+	}
+	r.buf = r.buf[:n]
+	if _, err := io.ReadFull(r.br, r.buf); err != nil {
+		return nil, fmt.Errorf("%w: stream ended inside a %d byte message at byte %d", ErrFraming, n, r.offset)
+	}
+	r.offset += int64(n)
+	return r.buf, nil
+}
+
+func (r *Reader) nextLine() ([]byte, error) {
+	r.buf = r.buf[:0]
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		r.offset += int64(len(chunk))
+		if len(r.buf)+len(chunk) > r.max+1 {
+			return nil, fmt.Errorf("%w: line at byte %d exceeds the %d byte limit", ErrFraming, r.offset-int64(len(r.buf)+len(chunk)), r.max)
+		}
+		r.buf = append(r.buf, chunk...)
+		switch {
+		case err == nil:
+			line := bytes.TrimRight(r.buf, "\r\n\x00")
+			if len(line) == 0 {
+				r.buf = r.buf[:0]
+				continue // blank line: keep-alive noise
+			}
+			return line, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err == io.EOF && len(bytes.TrimRight(r.buf, "\r\n\x00")) > 0:
+			return bytes.TrimRight(r.buf, "\r\n\x00"), nil // last line without LF
+		default:
+			return nil, err
+		}
+	}
+}
