@@ -385,7 +385,9 @@ func TestWhitelistAndRealIP(t *testing.T) {
 	}
 	// Trust loopback as a load balancer: now its XFF names the client.
 	e.Put("/deis/router/proxyRealIpCidr", "127.0.0.0/8")
-	testenv.Eventually(t, 5*time.Second, func() bool { return len(h.r.Proxy().Table().Settings.ProxyRealIPCIDR) == 1 && h.r.Proxy().Table().Settings.ProxyRealIPCIDR[0].String() == "127.0.0.0/8" }, "cidr not applied")
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		return len(h.r.Proxy().Table().Settings.ProxyRealIPCIDR) == 1 && h.r.Proxy().Table().Settings.ProxyRealIPCIDR[0].String() == "127.0.0.0/8"
+	}, "cidr not applied")
 	resp, body := h.get("priv.x", "/", map[string]string{"X-Forwarded-For": "203.0.113.5"})
 	if resp.StatusCode != 200 || !strings.Contains(body, `"X-Forwarded-For":"203.0.113.5, 127.0.0.1"`) {
 		t.Fatalf("trusted XFF: %d %s", resp.StatusCode, body)

@@ -37,7 +37,7 @@ func setup(tb testing.TB, access bool) (do func()) {
 	}
 	p := proxy.New(slog.New(slog.DiscardHandler), al, nil)
 	t, errs := table.Build(map[string]string{
-		"/deis/platform/domain":         "example.com",
+		"/deis/platform/domain":           "example.com",
 		"/deis/services/app/app_v1.web.1": backendLn.Addr().String(),
 	}, 1, nil, table.NewPool())
 	if len(errs) != 0 {

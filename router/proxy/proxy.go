@@ -36,10 +36,10 @@ type Proxy struct {
 	idPrefix [16]byte
 	idSeq    atomic.Uint64
 
-	latency    prometheus.Histogram
+	latency        prometheus.Histogram
 	upstreamErrors *prometheus.CounterVec
-	ejections  prometheus.Counter
-	noTable    prometheus.Counter
+	ejections      prometheus.Counter
+	noTable        prometheus.Counter
 
 	mu      sync.Mutex // serialises Install
 	clients map[string]*client
@@ -143,17 +143,17 @@ func newClient(addr string, cfg clientSettings) *client {
 }
 
 var (
-	hdrXFF         = []byte("X-Forwarded-For")
-	hdrXFProto     = []byte("X-Forwarded-Proto")
-	hdrXFPort      = []byte("X-Forwarded-Port")
-	hdrXRequestID  = []byte("X-Request-Id")
-	hdrXReqStart   = []byte("X-Request-Start")
-	hdrHSTS        = []byte("Strict-Transport-Security")
-	hdrServer      = []byte("Server")
-	strHTTPS       = []byte("https")
-	strHTTP        = []byte("http")
-	serverToken    = []byte("deis-router/" + version.Version)
-	errNoBackends  = errors.New("no backend available")
+	hdrXFF        = []byte("X-Forwarded-For")
+	hdrXFProto    = []byte("X-Forwarded-Proto")
+	hdrXFPort     = []byte("X-Forwarded-Port")
+	hdrXRequestID = []byte("X-Request-Id")
+	hdrXReqStart  = []byte("X-Request-Start")
+	hdrHSTS       = []byte("Strict-Transport-Security")
+	hdrServer     = []byte("Server")
+	strHTTPS      = []byte("https")
+	strHTTP       = []byte("http")
+	serverToken   = []byte("deis-router/" + version.Version)
+	errNoBackends = errors.New("no backend available")
 )
 
 // Handle serves one request. It is the fasthttp handler of the HTTP and
