@@ -14,6 +14,7 @@ help: ## list the targets
 build: ## build every daemon into bin/<name> (static, CGO_ENABLED=0)
 	@mkdir -p bin
 	@for d in $(DAEMONS); do \
+	  [ -d cmd/$$d ] || continue; \
 	  CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/$$d ./cmd/$$d || exit 1; \
 	done
 	@echo "built: $(addprefix bin/,$(DAEMONS))"

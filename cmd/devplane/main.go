@@ -1,0 +1,219 @@
+// Command devplane is `make run`: a single-host data plane in one command.
+// It starts an embedded etcd, sets the platform domain, then runs the
+// sibling binaries (router, logger, and, when a Docker engine answers,
+// publisher, logspout and builder) on unprivileged ports, prints where each
+// listens and how to try it, and stops everything on Ctrl-C or SIGTERM.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+
+	"github.com/deis/dataplane/pkg/daemon"
+	"github.com/deis/dataplane/pkg/dockerx"
+	"github.com/deis/dataplane/pkg/etcdutil"
+	"github.com/deis/dataplane/pkg/keys"
+)
+
+type child struct {
+	name string
+	args []string
+	info string
+}
+
+func main() {
+	var (
+		dataDir, domain, binDir, host, docker string
+		etcdPort, peerPort                    int
+		httpPort, httpsPort, sshPort, health  int
+		syslogPort, logHTTP, webPort, pubPort int
+		builderPort, builderHealth            int
+	)
+	fs := flag.NewFlagSet("devplane", flag.ExitOnError)
+	fs.StringVar(&dataDir, "data-dir", "", "etcd and logger data directory (default: a new temporary directory)")
+	fs.StringVar(&domain, "domain", "local.deis.example", "platform domain: apps are served at <app>.<domain>")
+	fs.StringVar(&binDir, "bin", "", "directory of the daemon binaries (default: next to this binary)")
+	fs.StringVar(&host, "host", "127.0.0.1", "address published for this host")
+	fs.StringVar(&docker, "docker", daemon.Env("DOCKER_HOST", daemon.DefaultDocker), "Docker engine")
+	fs.IntVar(&etcdPort, "etcd-port", 2379, "etcd client port")
+	fs.IntVar(&peerPort, "etcd-peer-port", 2380, "etcd peer port")
+	fs.IntVar(&httpPort, "http-port", 8080, "router HTTP port")
+	fs.IntVar(&httpsPort, "https-port", 8443, "router HTTPS port")
+	fs.IntVar(&sshPort, "ssh-port", 2222, "router TCP port forwarded to the builder")
+	fs.IntVar(&health, "health-port", 9090, "router health port")
+	fs.IntVar(&syslogPort, "syslog-port", 5514, "logger syslog port (UDP and TCP)")
+	fs.IntVar(&logHTTP, "logger-http-port", 8088, "logger HTTP API port")
+	fs.IntVar(&webPort, "logspout-port", 8000, "logspout HTTP port")
+	fs.IntVar(&pubPort, "publisher-port", 9091, "publisher health port")
+	fs.IntVar(&builderPort, "builder-port", 2223, "builder SSH port")
+	fs.IntVar(&builderHealth, "builder-health-port", 9092, "builder health port")
+	_ = fs.Parse(os.Args[1:])
+
+	if binDir == "" {
+		exe, _ := os.Executable()
+		binDir = filepath.Dir(exe)
+	}
+	if dataDir == "" {
+		d, err := os.MkdirTemp("", "devplane-")
+		if err != nil {
+			fatal("temporary directory: %v", err)
+		}
+		dataDir = d
+		defer os.RemoveAll(d)
+	}
+	ctx, stop := daemon.SignalContext()
+	defer stop()
+
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
+	etcd, err := startEtcd(filepath.Join(dataDir, "etcd"), etcdPort, peerPort)
+	if err != nil {
+		fatal("etcd: %v", err)
+	}
+	defer etcd.Close()
+	cli, err := etcdutil.Connect([]string{endpoint})
+	if err != nil {
+		fatal("etcd client: %v", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if _, err := cli.Put(pctx, keys.PlatformDomain, domain); err != nil {
+		fatal("set %s: %v", keys.PlatformDomain, err)
+	}
+	cancel()
+	cli.Close()
+
+	common := []string{"--etcd", endpoint, "--host", host, "--docker", docker}
+	addr := func(p int) string { return fmt.Sprintf("127.0.0.1:%d", p) }
+	children := []child{
+		{"router", []string{"--http-addr", addr(httpPort), "--https-addr", addr(httpsPort), "--ssh-addr", addr(sshPort), "--health-addr", addr(health)},
+			fmt.Sprintf("router     http://127.0.0.1:%d  https://127.0.0.1:%d  tcp 127.0.0.1:%d  health http://127.0.0.1:%d/health-check", httpPort, httpsPort, sshPort, health)},
+		{"logger", []string{"--syslog-addr", addr(syslogPort), "--http-addr", addr(logHTTP), "--log-root", filepath.Join(dataDir, "logs")},
+			fmt.Sprintf("logger     syslog udp+tcp 127.0.0.1:%d  logs http://127.0.0.1:%d/<app>", syslogPort, logHTTP)},
+	}
+	dcli, err := dockerx.Connect(docker)
+	dockerUp := err == nil && dcli.PingWithContext(ctx) == nil
+	if dockerUp {
+		children = append(children,
+			child{"publisher", []string{"--health-addr", addr(pubPort)}, fmt.Sprintf("publisher  health http://127.0.0.1:%d/healthz", pubPort)},
+			child{"logspout", []string{"--web-addr", addr(webPort)}, fmt.Sprintf("logspout   http://127.0.0.1:%d/healthz", webPort)},
+			child{"builder", []string{"--health-addr", addr(builderHealth)}, fmt.Sprintf("builder    ssh 127.0.0.1:%d  health http://127.0.0.1:%d/healthz", builderPort, builderHealth)},
+		)
+	}
+
+	fmt.Printf("devplane: etcd at %s, platform domain %s, data in %s\n", endpoint, domain, dataDir)
+	var wg sync.WaitGroup
+	died := make(chan string, len(children))
+	var procs []*exec.Cmd
+	for _, c := range children {
+		path := filepath.Join(binDir, c.name)
+		if _, err := os.Stat(path); err != nil {
+			fmt.Printf("devplane: skipping %s: %s not built (run make build)\n", c.name, path)
+			continue
+		}
+		cmd := exec.Command(path, append(append([]string{}, common...), c.args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		stdout, _ := cmd.StdoutPipe()
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			fmt.Printf("devplane: cannot start %s: %v\n", c.name, err)
+			continue
+		}
+		procs = append(procs, cmd)
+		wg.Go(func() { prefix(c.name, stdout) })
+		wg.Go(func() { prefix(c.name, stderr) })
+		go func() {
+			err := cmd.Wait()
+			died <- fmt.Sprintf("%s exited: %v", c.name, err)
+		}()
+		fmt.Println("  " + c.info)
+	}
+	if !dockerUp {
+		fmt.Println("devplane: no Docker engine answers; publisher, logspout and builder not started (scripts/setup.sh starts one)")
+	}
+	fmt.Printf(`
+Try it:
+  curl http://127.0.0.1:%d/health-check
+  route an app: with any etcd v3 client at %s put
+    /deis/services/myapp/myapp_v1.web.1 = 127.0.0.1:<port of your app>
+  (or run a container named myapp_v1.web.1 with a published port: the publisher does it)
+  curl -H 'Host: myapp.%s' http://127.0.0.1:%d/
+  logger --server 127.0.0.1 --port %d --tcp --octet-count --rfc5424 -t myapp hello
+  curl http://127.0.0.1:%d/myapp
+Ctrl-C stops everything.
+`, health, endpoint, domain, httpPort, syslogPort, logHTTP)
+
+	exitCode := 0
+	select {
+	case <-ctx.Done():
+	case msg := <-died:
+		// A daemon that dies takes the plane down: a half-running plane
+		// would mislead whoever tries it.
+		fmt.Println("devplane: " + msg + "; stopping everything")
+		exitCode = 1
+	}
+	for _, p := range procs {
+		if p.Process != nil {
+			_ = p.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		for _, p := range procs {
+			if p.Process != nil {
+				_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+			}
+		}
+	}
+	fmt.Println("devplane: stopped")
+	os.Exit(exitCode)
+}
+
+func prefix(name string, r io.Reader) {
+	s := bufio.NewScanner(r)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		fmt.Printf("[%s] %s\n", name, s.Text())
+	}
+}
+
+func startEtcd(dir string, clientPort, peerPort int) (*embed.Etcd, error) {
+	cfg := embed.NewConfig()
+	cfg.Dir = dir
+	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", clientPort))
+	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", peerPort))
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	srv, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-srv.Server.ReadyNotify():
+		return srv, nil
+	case <-time.After(30 * time.Second):
+		srv.Close()
+		return nil, fmt.Errorf("not ready after 30s")
+	}
+}
+
+func fatal(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "devplane: "+format+"\n", args...)
+	os.Exit(1)
+}
