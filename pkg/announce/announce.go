@@ -139,6 +139,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 		a.log.Warn("etcd lease lost; announcing again", "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
+			a.revoke()
 			return ctx.Err()
 		case <-time.After(backoff):
 		}
@@ -210,18 +211,25 @@ func (a *Announcer) writeAll(ctx context.Context, lease clientv3.LeaseID) error 
 	return nil
 }
 
-// revoke deletes every key by revoking the lease, within 2 seconds.
+// revoke removes every key on shutdown, within 2 seconds: it revokes the
+// lease, and deletes the keys one by one too, since shutdown may come while
+// a new lease is being set up and the keys sit on an older one.
 func (a *Announcer) revoke() {
 	a.mu.Lock()
 	lease := a.lease
 	a.lease = 0
 	a.mu.Unlock()
-	if lease == 0 {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if _, err := a.cli.Revoke(ctx, lease); err != nil {
-		a.log.Warn("revoke lease on shutdown", "err", err)
+	if lease != 0 {
+		if _, err := a.cli.Revoke(ctx, lease); err != nil {
+			a.log.Warn("revoke lease on shutdown", "err", err)
+		}
+	}
+	for k := range a.Keys() {
+		if _, err := a.cli.Delete(ctx, k); err != nil {
+			a.log.Warn("delete key on shutdown", "key", k, "err", err)
+			return
+		}
 	}
 }

@@ -220,18 +220,25 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 	}()
 	for {
+		idle := false
 		if pending == nil {
 			select {
-			case <-ctx.Done():
-				return ctx.Err()
 			case pending = <-s.q:
+			default:
+				idle = true // nothing queued: wait, and check the peer after
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case pending = <-s.q:
+				}
 			}
 		}
-		// After a pause, make sure the peer did not close the connection
-		// meanwhile: a write into a closed connection "succeeds" locally
-		// and the message would be lost. (Within a burst the check is
-		// skipped; a peer dying mid-burst can still cost what was in flight.)
-		if conn != nil && s.cfg.Transport != UDP && time.Since(lastUse) > 20*time.Millisecond && (time.Since(lastUse) > s.cfg.IdleReconnect || peerClosed(conn)) {
+		// After waiting for a message, make sure the peer did not close the
+		// connection meanwhile: a write into a closed connection "succeeds"
+		// locally and the message would be lost. (While the queue is busy
+		// the check is skipped; a peer dying mid-burst can still cost what
+		// was in flight, as with any plain syslog transport.)
+		if conn != nil && s.cfg.Transport != UDP && (idle || time.Since(lastUse) > 20*time.Millisecond) && (time.Since(lastUse) > s.cfg.IdleReconnect || peerClosed(conn)) {
 			conn.Close() // idle too long or closed by the peer: reopen first
 			conn = nil
 		}
