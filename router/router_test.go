@@ -624,3 +624,52 @@ func TestMalformedAndOversizeHeaders(t *testing.T) {
 		t.Fatalf("oversize header: %d, want 431", code)
 	}
 }
+
+// TestBuilderPortForwardsToAnnouncedBuilder: port 2222 reaches whatever
+// /deis/builder/host and /port name, and follows changes live.
+func TestBuilderPortForwardsToAnnouncedBuilder(t *testing.T) {
+	t.Parallel()
+	e := testenv.StartEtcd(t)
+	echo := func(tag string) net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					b, _ := io.ReadAll(c)
+					c.Write(append([]byte(tag+":"), b...))
+				}()
+			}
+		}()
+		return ln
+	}
+	b1, b2 := echo("one"), echo("two")
+	host, port, _ := net.SplitHostPort(b1.Addr().String())
+	e.Put("/deis/builder/host", host)
+	e.Put("/deis/builder/port", port)
+	h := startRouter(t, e)
+	ask := func() string {
+		c, err := net.Dial("tcp", h.ssh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("git"))
+		c.(*net.TCPConn).CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	testenv.Eventually(t, 5*time.Second, func() bool { return ask() == "one:git" }, "2222 did not reach the builder")
+	_, port2, _ := net.SplitHostPort(b2.Addr().String())
+	e.Put("/deis/builder/port", port2)
+	testenv.Eventually(t, 5*time.Second, func() bool { return ask() == "two:git" }, "2222 did not follow the builder's new port")
+}
