@@ -386,7 +386,7 @@ func accepts(addr string) bool {
 		return false
 	}
 	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
+	_ = conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	var b [1]byte
 	n, err := conn.Read(b[:])
 	if n > 0 {
