@@ -1,69 +1,22 @@
 package certs
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/deis/dataplane/router/internal/testcert"
 )
 
-// testCA issues leaf certificates for the tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newCA(t testing.TB) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// issue returns cert and key PEM for cn with the given SANs.
-func (ca *testCA) issue(t testing.TB, cn string, sans ...string) (string, string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, DNSNames: append([]string{cn}, sans...),
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
-}
+func newCA(t testing.TB) *testcert.CA { return testcert.NewCA(t) }
 
 func TestSelection(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t)
 	kvs := map[string]string{}
 	put := func(domain string, sans ...string) {
-		c, k := ca.issue(t, domain, sans...)
+		c, k := ca.Issue(t, domain, sans...)
 		kvs["/deis/certs/"+domain+"/cert"] = c
 		kvs["/deis/certs/"+domain+"/key"] = k
 	}
@@ -73,7 +26,7 @@ func TestSelection(t *testing.T) {
 	kvs["/deis/certs/broken.com/cert"] = "not a pem"
 	kvs["/deis/certs/broken.com/key"] = "nope"
 	kvs["/deis/certs/half.com/cert"] = "x"
-	pc, pk := ca.issue(t, "*.local.deis.example", "local.deis.example")
+	pc, pk := ca.Issue(t, "*.local.deis.example", "local.deis.example")
 
 	s, errs := Build(kvs, "local.deis.example", pc, pk)
 	if len(errs) != 2 {
@@ -111,7 +64,7 @@ func TestSelection(t *testing.T) {
 func TestRealHandshake(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t)
-	c, k := ca.issue(t, "app.example.com")
+	c, k := ca.Issue(t, "app.example.com")
 	s, errs := Build(map[string]string{"/deis/certs/app.example.com/cert": c, "/deis/certs/app.example.com/key": k}, "", "", "")
 	if len(errs) != 0 {
 		t.Fatal(errs)
@@ -139,7 +92,7 @@ func TestRealHandshake(t *testing.T) {
 		}
 	}()
 	dial := func(name string) error {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), &tls.Config{ServerName: name, RootCAs: ca.pool})
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), &tls.Config{ServerName: name, RootCAs: ca.Pool})
 		if err == nil {
 			conn.Close()
 		}
@@ -155,7 +108,7 @@ func TestRealHandshake(t *testing.T) {
 
 func BenchmarkGet(b *testing.B) {
 	ca := newCA(b)
-	c, k := ca.issue(b, "*.example.com")
+	c, k := ca.Issue(b, "*.example.com")
 	s, _ := Build(map[string]string{"/deis/certs/*.example.com/cert": c, "/deis/certs/*.example.com/key": k}, "", "", "")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -167,7 +120,7 @@ func BenchmarkGet(b *testing.B) {
 
 func FuzzGet(f *testing.F) {
 	ca := newCA(f)
-	c, k := ca.issue(f, "*.example.com", "shop.com")
+	c, k := ca.Issue(f, "*.example.com", "shop.com")
 	s, _ := Build(map[string]string{"/deis/certs/*.example.com/cert": c, "/deis/certs/*.example.com/key": k}, "deis.example", "", "")
 	for _, n := range []string{"a.example.com", "shop.com", ".", "..", "*.example.com", "A.EXAMPLE.COM."} {
 		f.Add(n)
