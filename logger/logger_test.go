@@ -19,6 +19,7 @@ import (
 
 	"github.com/deis/dataplane/logger"
 	"github.com/deis/dataplane/pkg/testenv"
+	"github.com/deis/dataplane/pkg/testenv/testcert"
 )
 
 type harness struct {
@@ -33,11 +34,15 @@ func start(t *testing.T, e *testenv.Etcd, root string) *harness {
 }
 
 func startRotating(t *testing.T, e *testenv.Etcd, root string, rotateBytes int64) *harness {
-	t.Helper()
-	l, err := logger.New(logger.Config{
+	return startWith(t, e, logger.Config{
 		SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: root,
 		RotateBytes: rotateBytes, RotateKeep: 2,
-	}, e.Client(), slog.New(slog.DiscardHandler), nil)
+	})
+}
+
+func startWith(t *testing.T, e *testenv.Etcd, cfg logger.Config) *harness {
+	t.Helper()
+	l, err := logger.New(cfg, e.Client(), slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,8 +324,8 @@ func TestDrainOutage(t *testing.T) {
 	send(0, 100)
 	testenv.Eventually(t, 5*time.Second, func() bool { return plain.count("drained") >= 100 }, "drain got %d of 100", plain.count("drained"))
 	plain.close()
-	send(100, 200) // while the drain endpoint is away
-	time.Sleep(2 * time.Second)
+	send(100, 200) // while the drain endpoint is away, for 10 s
+	time.Sleep(10 * time.Second)
 	plain = newSink(t, plainAddr, nil)
 	ok := false
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && !ok; time.Sleep(50 * time.Millisecond) {
@@ -417,4 +422,30 @@ func (s *sink) count(app string) int {
 		}
 	}
 	return n
+}
+
+// TestTLSInput sends syslog over TLS to --syslog-tls-addr with a certificate
+// signed by a CA made here.
+func TestTLSInput(t *testing.T) {
+	t.Parallel()
+	e := testenv.StartEtcd(t)
+	ca := testcert.NewCA(t)
+	certPEM, keyPEM := ca.IssueIP(t, "127.0.0.1")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "cert.pem"), []byte(certPEM), 0o600)
+	os.WriteFile(filepath.Join(dir, "key.pem"), []byte(keyPEM), 0o600)
+	h := startWith(t, e, logger.Config{
+		SyslogAddr: "127.0.0.1:0", SyslogTLSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1",
+		TLSCert: filepath.Join(dir, "cert.pem"), TLSKey: filepath.Join(dir, "key.pem"), LogRoot: dir,
+	})
+	c, err := tls.Dial("tcp", h.l.Addr("tls"), &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := "<14>1 - h secure web.1 - - over tls"
+	fmt.Fprintf(c, "%d %s", len(m), m)
+	if lines := h.waitLines("secure", 1); !strings.HasSuffix(lines[0], "secure[web.1]: over tls") {
+		t.Fatalf("TLS line %q", lines[0])
+	}
 }

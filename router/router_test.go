@@ -24,7 +24,7 @@ import (
 
 	"github.com/deis/dataplane/pkg/testenv"
 	"github.com/deis/dataplane/router"
-	"github.com/deis/dataplane/router/internal/testcert"
+	"github.com/deis/dataplane/pkg/testenv/testcert"
 )
 
 type harness struct {

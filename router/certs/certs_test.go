@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deis/dataplane/router/internal/testcert"
+	"github.com/deis/dataplane/pkg/testenv/testcert"
 )
 
 func newCA(t testing.TB) *testcert.CA { return testcert.NewCA(t) }
