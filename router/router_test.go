@@ -23,8 +23,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/deis/dataplane/pkg/testenv"
-	"github.com/deis/dataplane/router"
 	"github.com/deis/dataplane/pkg/testenv/testcert"
+	"github.com/deis/dataplane/router"
 )
 
 type harness struct {

@@ -19,7 +19,7 @@ go build -o "$tmp/loadgen" ./bench/logger/loadgen
 for _ in $(seq 50); do curl -sf http://127.0.0.1:12579/health >/dev/null && break; sleep 0.2; done
 etcd_put() { curl -sf -X POST http://127.0.0.1:12579/v3/kv/put -d "{\"key\":\"$(printf %s "$1" | base64 -w0)\",\"value\":\"$(printf %s "$2" | base64 -w0)\"}" >/dev/null; }
 now() { date +%s.%N; }
-metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1==m {print $2}'; }
+metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1==m {printf "%.0f\n", $2}'; }
 
 # wait_count CMD: until CMD prints $total (or 300 s); echoes the elapsed time since $t0.
 wait_count() {
