@@ -673,3 +673,60 @@ func TestBuilderPortForwardsToAnnouncedBuilder(t *testing.T) {
 	e.Put("/deis/builder/port", port2)
 	testenv.Eventually(t, 5*time.Second, func() bool { return ask() == "two:git" }, "2222 did not follow the builder's new port")
 }
+
+// TestRestartUnderLoadLosesNothing starts a second router on the same
+// ports (SO_REUSEPORT) while clients send requests, then stops the first
+// with SIGTERM semantics: no request may fail.
+func TestRestartUnderLoadLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := testenv.StartEtcd(t)
+	backend := echoBackend(t, "b")
+	e.Put("/deis/services/live/live_v1.web.1", hostport(backend))
+	old := startRouter(t, e)
+	old.waitRoute("live", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	var ok, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			client := &http.Client{Timeout: 5 * time.Second}
+			for ctx.Err() == nil {
+				req, _ := http.NewRequest("GET", "http://"+old.http+"/", nil)
+				req.Host = "live.x"
+				resp, err := client.Do(req)
+				if err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+					if err != nil {
+						t.Logf("request failed: %v", err)
+					}
+				} else {
+					ok.Add(1)
+				}
+				if resp != nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	r2, err := router.New(router.Config{
+		HTTPAddr: old.http, HTTPSAddr: "127.0.0.1:0", SSHAddr: "", HealthAddr: "127.0.0.1:0",
+		Host: "127.0.0.2", Grace: 5 * time.Second,
+	}, e.Client(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("second router on the same port: %v", err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan error, 1)
+	go func() { done2 <- r2.Run(ctx2) }()
+	defer func() { cancel2(); <-done2 }()
+	testenv.Eventually(t, 5*time.Second, func() bool { return r2.Proxy().Table() != nil && r2.Proxy().Table().Apps["live"] != nil }, "new router has no table")
+	old.stop() // the old process leaves
+	<-ctx.Done()
+	wg.Wait()
+	if failed.Load() != 0 || ok.Load() == 0 {
+		t.Fatalf("%d requests failed, %d succeeded across the restart", failed.Load(), ok.Load())
+	}
+}
