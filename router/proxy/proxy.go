@@ -123,22 +123,13 @@ func (p *Proxy) Install(t *table.Table) {
 }
 
 func newClient(addr string, cfg clientSettings) *client {
-	connect := cfg.connect
 	return &client{cfg: cfg, hc: &fasthttp.HostClient{
-		Addr: addr,
-		Dial: func(a string) (net.Conn, error) {
-			return fasthttp.DialTimeout(a, connect)
-		},
-		MaxConns:                      4096,
-		MaxConnWaitTimeout:            connect,
-		MaxIdleConnDuration:           90 * time.Second,
-		ReadTimeout:                   cfg.read,
-		WriteTimeout:                  cfg.read,
-		StreamResponseBody:            true,
+		Addr:                          addr,
+		Transport:                     newTransport(addr, cfg.connect, cfg.read),
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		NoDefaultUserAgentHeader:      true,
-		MaxIdemponentCallAttempts:     1, // retries are ours, on another backend
+		MaxIdemponentCallAttempts:     2, // one retry when a pooled connection was closed by the backend
 	}}
 }
 

@@ -1,0 +1,205 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httputil"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// maxBuffered is the largest response body read into memory; larger ones
+// (and chunked or close-delimited ones) are streamed to the client.
+const maxBuffered = 64 << 10
+
+// transport is a fasthttp RoundTripper with its own keep-alive pool. It
+// exists because fasthttp's transport allocates per request when it
+// streams response bodies; here small responses are buffered in the
+// Response's pooled buffer and large ones streamed, so the steady state
+// allocates nothing.
+type transport struct {
+	addr                string
+	connect, read, idle time.Duration
+	pool                chan *pconn
+}
+
+type pconn struct {
+	c      net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	usedAt time.Time
+}
+
+var bufPool = sync.Pool{New: func() any { return new(pconn) }}
+
+func newTransport(addr string, connect, read time.Duration) *transport {
+	return &transport{addr: addr, connect: connect, read: read, idle: 60 * time.Second, pool: make(chan *pconn, 1024)}
+}
+
+func (t *transport) get() (*pconn, bool, error) {
+	for {
+		select {
+		case pc := <-t.pool:
+			if time.Since(pc.usedAt) < t.idle {
+				return pc, true, nil
+			}
+			pc.c.Close()
+			continue
+		default:
+		}
+		c, err := net.DialTimeout("tcp", t.addr, t.connect)
+		if err != nil {
+			return nil, false, err
+		}
+		pc := bufPool.Get().(*pconn)
+		pc.c = c
+		if pc.br == nil {
+			pc.br = bufio.NewReaderSize(c, 16<<10)
+			pc.bw = bufio.NewWriterSize(c, 16<<10)
+		} else {
+			pc.br.Reset(c)
+			pc.bw.Reset(c)
+		}
+		return pc, false, nil
+	}
+}
+
+func (t *transport) put(pc *pconn) {
+	pc.usedAt = time.Now()
+	select {
+	case t.pool <- pc:
+	default:
+		t.close(pc)
+	}
+}
+
+func (t *transport) close(pc *pconn) {
+	pc.c.Close()
+	pc.c = nil
+	pc.br.Reset(nil)
+	pc.bw.Reset(nil)
+	bufPool.Put(pc)
+}
+
+// RoundTrip sends req and reads resp. A reused connection that fails
+// before any response byte is reported as retryable (the backend closed an
+// idle connection), as fasthttp's own transport does.
+func (t *transport) RoundTrip(_ *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
+	pc, reused, err := t.get()
+	if err != nil {
+		return false, err
+	}
+	now := time.Now()
+	_ = pc.c.SetWriteDeadline(now.Add(t.read))
+	if err := req.Write(pc.bw); err != nil {
+		t.close(pc)
+		return reused, err
+	}
+	if err := pc.bw.Flush(); err != nil {
+		t.close(pc)
+		return reused, err
+	}
+	_ = pc.c.SetReadDeadline(now.Add(t.read))
+	for {
+		if err := resp.Header.Read(pc.br); err != nil {
+			t.close(pc)
+			if errors.Is(err, io.EOF) && reused {
+				return true, err
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return false, fasthttp.ErrTimeout
+			}
+			return false, err
+		}
+		code := resp.Header.StatusCode()
+		if code < 100 || code > 199 || code == fasthttp.StatusSwitchingProtocols {
+			break
+		}
+	}
+	keep := !resp.Header.ConnectionClose() && !req.Header.ConnectionClose()
+	code := resp.Header.StatusCode()
+	if req.Header.IsHead() || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified {
+		resp.SkipBody = true
+		t.finish(pc, keep)
+		return false, nil
+	}
+	cl := resp.Header.ContentLength()
+	if cl >= 0 && cl <= maxBuffered {
+		if err := resp.ReadBody(pc.br, maxBuffered); err != nil {
+			t.close(pc)
+			return false, err
+		}
+		t.finish(pc, keep)
+		return false, nil
+	}
+	// Stream: the connection returns to the pool when the body is done.
+	sb := &streamBody{t: t, pc: pc, keep: keep}
+	switch {
+	case cl >= 0:
+		sb.r = io.LimitReader(pc.br, int64(cl))
+	case cl == -1:
+		sb.r = httputil.NewChunkedReader(pc.br)
+	default: // until close
+		sb.r = pc.br
+		sb.keep = false
+		cl = -1
+	}
+	_ = pc.c.SetReadDeadline(time.Time{})
+	sb.deadline = t.read
+	resp.SetBodyStream(sb, cl)
+	return false, nil
+}
+
+func (t *transport) finish(pc *pconn, keep bool) {
+	_ = pc.c.SetDeadline(time.Time{})
+	if keep {
+		t.put(pc)
+	} else {
+		t.close(pc)
+	}
+}
+
+// streamBody reads a large response body and gives the connection back
+// when it has been read to the end (or closes it when not).
+type streamBody struct {
+	t        *transport
+	pc       *pconn
+	r        io.Reader
+	keep     bool
+	eof      bool
+	deadline time.Duration
+}
+
+func (s *streamBody) Read(p []byte) (int, error) {
+	if s.pc == nil {
+		return 0, io.EOF
+	}
+	_ = s.pc.c.SetReadDeadline(time.Now().Add(s.deadline))
+	n, err := s.r.Read(p)
+	if errors.Is(err, io.EOF) {
+		s.eof = true
+	} else if err != nil {
+		err = fmt.Errorf("reading response body: %w", err)
+	}
+	return n, err
+}
+
+func (s *streamBody) Close() error {
+	if s.pc == nil {
+		return nil
+	}
+	pc := s.pc
+	s.pc = nil
+	if s.eof && s.keep {
+		s.t.finish(pc, true)
+	} else {
+		s.t.close(pc)
+	}
+	return nil
+}
