@@ -106,6 +106,16 @@ tls_rate() { # port: full handshakes per second (openssl s_time cannot send SNI)
 }
 tls_router=$(tls_rate 18443); tls_nginx=$(tls_rate 18444)
 
+# Scale: 10,000 more apps x 3 backends, then the router's resident memory.
+router_pid=${pids[2]}
+go run ./bench/router/seed -etcd http://127.0.0.1:12379 -backend 127.0.0.1:18999 -apps 10000
+for _ in $(seq 100); do
+  apps=$(curl -s http://127.0.0.1:19090/metrics | awk '$1=="router_table_apps" {printf "%d", $2}')
+  [ "${apps:-0}" -ge 10001 ] && break; sleep 0.2
+done
+rss_mb=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$router_pid/status)
+build_ms=$(curl -s http://127.0.0.1:19090/metrics | awk '$1=="router_table_build_seconds_sum" {s=$2} $1=="router_table_build_seconds_count" {c=$2} END {if (c>0) printf "%.1f", s/c*1000}')
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
 {
   echo "## Router vs nginx, HAProxy, Caddy"
@@ -117,6 +127,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b>0) printf "%.2f", a/b; else pri
   for n in router nginx haproxy caddy; do
     echo "| $n | ${rps[$n]} | $(ms "${p50[$n]}") | $(ms "${p99[$n]}") | $(ratio "${rps[router]}" "${rps[$n]}") |"
   done
+  echo
+  echo "With ${apps:-?} apps (10,000 x 3 backends added): router RSS ${rss_mb} MB; mean table build ${build_ms} ms over the run."
   echo
   echo "TLS full handshakes/s (bench/router/tlsbench: 8 clients, no resumption, 5 s): router ${tls_router:-n/a}, nginx ${tls_nginx:-n/a}, ratio $(ratio "${tls_router:-0}" "${tls_nginx:-0}")."
 } > "$out/router.md"

@@ -3,10 +3,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"flag"
 	"log"
 	"os"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/deis/dataplane/pkg/etcdutil"
 	"github.com/deis/dataplane/pkg/keys"
@@ -17,13 +20,14 @@ func main() {
 	backend := flag.String("backend", "127.0.0.1:18999", "backend host:port")
 	cert := flag.String("cert", "", "certificate PEM file")
 	key := flag.String("key", "", "key PEM file")
+	apps := flag.Int("apps", 0, "also write this many extra apps with 3 backends each (scale test)")
 	flag.Parse()
 	cli, err := etcdutil.Connect([]string{*etcd})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	put := func(k, v string) {
 		if _, err := cli.Put(ctx, k, v); err != nil {
@@ -31,6 +35,26 @@ func main() {
 		}
 	}
 	put(keys.PlatformDomain, "local.deis.example")
+	var ops []clientv3.Op
+	flush := func() {
+		if len(ops) == 0 {
+			return
+		}
+		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			log.Fatalf("txn: %v", err)
+		}
+		ops = ops[:0]
+	}
+	for i := range *apps {
+		app := fmt.Sprintf("scale%d", i)
+		for n := 1; n <= 3; n++ {
+			ops = append(ops, clientv3.OpPut(keys.Service(app, fmt.Sprintf("%s_v1.web.%d", app, n)), fmt.Sprintf("10.%d.%d.%d:%d", i>>16&255, i>>8&255, i&255, 5000+n)))
+		}
+		if len(ops) >= 96 {
+			flush()
+		}
+	}
+	flush()
 	put(keys.Service("bench", "bench_v1.web.1"), *backend)
 	if *cert != "" {
 		c, err := os.ReadFile(*cert)
