@@ -38,7 +38,7 @@ type pconn struct {
 var bufPool = sync.Pool{New: func() any { return new(pconn) }}
 
 func newTransport(addr string, connect, read time.Duration) *transport {
-	return &transport{addr: addr, connect: connect, read: read, idle: 60 * time.Second, pool: make(chan *pconn, 1024)}
+	return &transport{addr: addr, connect: connect, read: read, idle: 60 * time.Second, pool: make(chan *pconn, 64)}
 }
 
 func (t *transport) get() (*pconn, bool, error) {
