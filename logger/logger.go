@@ -59,10 +59,9 @@ type Logger struct {
 	Health *health.Registry
 	reg    *prometheus.Registry
 
-	store   atomic.Pointer[storeHolder]
-	hub     hub
-	drains  atomic.Pointer[[]*sender.Sender]
-	drainMu sync.Mutex
+	store  atomic.Pointer[storeHolder]
+	hub    hub
+	drains atomic.Pointer[[]*sender.Sender]
 
 	tcp, tlsLn net.Listener
 	udp        net.PacketConn

@@ -43,7 +43,6 @@ type Proxy struct {
 
 	mu      sync.Mutex // serialises Install
 	clients map[string]*client
-	gen     clientSettings
 }
 
 // state is one installed table with its backend clients.
