@@ -430,7 +430,7 @@ func (l *limitedBody) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// normalizeHost lowercases host, drops the port and a trailing dot. IPv6
+// normalizeHost lowercases host, drops the port and trailing dots. IPv6
 // literals keep their brackets stripped. It writes into dst when it must
 // change the bytes.
 func normalizeHost(h []byte, dst []byte) []byte {
@@ -441,7 +441,7 @@ func normalizeHost(h []byte, dst []byte) []byte {
 	} else if i := lastIndexByte(h, ':'); i >= 0 {
 		h = h[:i]
 	}
-	if len(h) > 0 && h[len(h)-1] == '.' {
+	for len(h) > 0 && h[len(h)-1] == '.' {
 		h = h[:len(h)-1]
 	}
 	upper := false
