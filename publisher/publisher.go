@@ -365,7 +365,7 @@ func (p *Publisher) waitTCP(ctx context.Context, addr string) bool {
 	t := time.NewTicker(p.cfg.PollInterval)
 	defer t.Stop()
 	for {
-		if accepts(addr) {
+		if Accepts(addr) {
 			return true
 		}
 		select {
@@ -376,11 +376,11 @@ func (p *Publisher) waitTCP(ctx context.Context, addr string) bool {
 	}
 }
 
-// accepts reports whether something listens behind addr. Docker's
+// Accepts reports whether something listens behind addr. Docker's
 // userland proxy accepts on the host port even when nothing listens in the
 // container, then closes the connection at once; so a connection counts
 // only if it stays open (or sends a banner) for a moment.
-func accepts(addr string) bool {
+func Accepts(addr string) bool {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return false

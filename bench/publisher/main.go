@@ -9,12 +9,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"log/slog"
-	"net"
 	"os"
 	"sort"
 	"strings"
@@ -77,7 +75,7 @@ func main() {
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-				if accepts(addr) {
+				if publisher.Accepts(addr) {
 					tcp = time.Since(t0)
 					return
 				}
@@ -169,19 +167,6 @@ func waitKeys(cli *clientv3.Client, app string, n int, timeout time.Duration) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	log.Printf("warning: not all %d containers published within %s", n, timeout)
-}
-
-func accepts(addr string) bool {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	var b [1]byte
-	_, err = conn.Read(b[:])
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func sortD(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }
