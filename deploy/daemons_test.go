@@ -111,7 +111,7 @@ func TestEveryDaemonStartsServesHealthAndStops(t *testing.T) {
 	}{
 		{"router", []string{"--http-addr", testenv.FreeAddr(t), "--https-addr", testenv.FreeAddr(t), "--ssh-addr", testenv.FreeAddr(t)}, "--health-addr"},
 		{"logger", []string{"--syslog-addr", testenv.FreeAddr(t), "--log-root", t.TempDir()}, "--http-addr"},
-		{"logspout", nil, "--web-addr"},
+		{"logspout", []string{"--state-dir", t.TempDir()}, "--web-addr"},
 		{"publisher", nil, "--health-addr"},
 		{"builder", nil, "--health-addr"},
 	} {

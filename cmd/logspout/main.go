@@ -1,15 +1,78 @@
-// Command logspout will ship every container's output as syslog (issue 6).
-// Until that lands it is the daemon shell every component starts from: it
-// parses the contract's flags, reports etcd and Docker reachability on
-// /healthz, serves /metrics, and stops cleanly on SIGTERM.
+// Command logspout ships every container's stdout and stderr as syslog to
+// the platform logger (found in etcd) and to extra routes.
 package main
 
 import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
 	"os"
+	"strings"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/deis/dataplane/logspout"
 	"github.com/deis/dataplane/pkg/daemon"
+	"github.com/deis/dataplane/pkg/dockerx"
+	"github.com/deis/dataplane/pkg/etcdutil"
 )
 
 func main() {
-	os.Exit(daemon.RunShell("logspout", "web-addr", "WEB_ADDR", ":8000", os.Args[1:]))
+	var (
+		common  daemon.Common
+		webAddr string
+		routes  string
+		cfg     logspout.Config
+	)
+	fs := flag.NewFlagSet("logspout", flag.ExitOnError)
+	common.Register(fs)
+	fs.StringVar(&webAddr, "web-addr", daemon.Env("WEB_ADDR", ":8000"), "HTTP address: /routes, /healthz, /metrics (env WEB_ADDR)")
+	fs.StringVar(&cfg.StateDir, "state-dir", daemon.Env("STATE_DIR", "/var/lib/logspout"), "where per-container cursors are kept (env STATE_DIR)")
+	fs.StringVar(&routes, "route", daemon.Env("ROUTE_URIS", ""), "extra syslog routes, comma-separated syslog://, syslog+tcp://, syslog+tls:// URLs (env ROUTE_URIS)")
+	daemon.Parse(fs, os.Args[1:], common.Validate)
+	cfg.Host = common.Host
+	for _, r := range strings.Split(routes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			cfg.Routes = append(cfg.Routes, r)
+		}
+	}
+	log := daemon.NewLogger("logspout", common.LogLevel)
+	ecli, err := etcdutil.Connect(common.Etcd)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "logspout: --etcd: %v\n", err)
+		os.Exit(2)
+	}
+	defer ecli.Close()
+	dcli, err := dockerx.Connect(common.Docker)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "logspout: --docker: %v\n", err)
+		os.Exit(2)
+	}
+	reg := daemon.NewMetrics()
+	ls, err := logspout.New(cfg, dcli, ecli, log, reg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "logspout: %v\n", err)
+		os.Exit(2)
+	}
+	admin, err := daemon.NewAdmin(webAddr, ls.Health, reg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "logspout: --web-addr: %v\n", err)
+		os.Exit(2)
+	}
+	admin.Mux.HandleFunc("/routes", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "routes are set with --route or ROUTE_URIS; only GET is supported", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(ls.Routes())
+	})
+	ctx, stop := daemon.SignalContext()
+	defer stop()
+	log.Info("logspout starting", "web", admin.Addr(), "routes", len(cfg.Routes))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return ls.Run(gctx) })
+	os.Exit(daemon.Exit(log, g.Wait()))
 }

@@ -1,0 +1,452 @@
+// Package logspout follows the stdout and stderr of every container on this
+// host and ships each line as RFC 5424 syslog to the logger found in etcd
+// and to extra routes. Docker's own log files are the buffer: a follower
+// reads a line only after every route has queued the previous one, and the
+// timestamp of the last line handed to the routes is kept per container
+// under the state directory, so a restart resumes where it stopped.
+package logspout
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/deis/dataplane/pkg/dockerx"
+	"github.com/deis/dataplane/pkg/etcdwatch"
+	"github.com/deis/dataplane/pkg/health"
+	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/pkg/syslog/format"
+	"github.com/deis/dataplane/pkg/syslog/sender"
+)
+
+// Config holds logspout's settings.
+type Config struct {
+	Host     string   // HOSTNAME of every message
+	StateDir string   // where cursors are kept
+	Routes   []string // extra syslog URLs (--route)
+	MaxLine  int      // longest line shipped (64 KiB)
+}
+
+// Logspout is a running shipper.
+type Logspout struct {
+	cfg    Config
+	docker *docker.Client
+	etcd   *clientv3.Client
+	log    *slog.Logger
+	Health *health.Registry
+	events *dockerx.Watcher
+
+	routesMu sync.RWMutex
+	logger   *sender.Sender // the platform logger, from etcd; may be nil
+	extra    []*sender.Sender
+
+	mu        sync.Mutex
+	following map[string]context.CancelFunc // container id -> stop
+	cursors   map[string]time.Time          // container id -> last line shipped
+	dirty     bool
+	wg        sync.WaitGroup
+	ctx       context.Context
+
+	linesIn, linesSkipped *prometheus.CounterVec
+}
+
+// New returns a shipper; reg receives its metrics.
+func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logger, reg prometheus.Registerer) (*Logspout, error) {
+	if cfg.MaxLine <= 0 {
+		cfg.MaxLine = 64 << 10
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("--state-dir %s: %w", cfg.StateDir, err)
+	}
+	l := &Logspout{cfg: cfg, docker: dcli, etcd: ecli, log: log, Health: &health.Registry{},
+		following: map[string]context.CancelFunc{}, cursors: map[string]time.Time{}}
+	for _, u := range cfg.Routes {
+		c, err := sender.ParseURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("--route: %w", err)
+		}
+		l.extra = append(l.extra, sender.New(c, log))
+	}
+	if err := l.loadCursors(); err != nil {
+		return nil, err
+	}
+	l.events = dockerx.NewWatcher(dcli, l, log)
+	l.linesIn = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_total", Help: "Lines read from containers, by stream."}, []string{"stream"})
+	l.linesSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_skipped_total", Help: "Lines not shipped, by reason."}, []string{"reason"})
+	if reg != nil {
+		reg.MustRegister(l.linesIn, l.linesSkipped)
+	}
+	return l, nil
+}
+
+func (l *Logspout) cursorFile() string { return filepath.Join(l.cfg.StateDir, "cursors.json") }
+
+func (l *Logspout) loadCursors() error {
+	data, err := os.ReadFile(l.cursorFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", l.cursorFile(), err)
+	}
+	if err := json.Unmarshal(data, &l.cursors); err != nil {
+		l.log.Warn("ignoring unreadable cursor file; containers are shipped from their start", "file", l.cursorFile(), "err", err)
+		l.cursors = map[string]time.Time{}
+	}
+	return nil
+}
+
+// saveCursors writes the cursors atomically (temp file, fsync, rename).
+func (l *Logspout) saveCursors() {
+	l.mu.Lock()
+	if !l.dirty {
+		l.mu.Unlock()
+		return
+	}
+	data, err := json.Marshal(l.cursors)
+	l.dirty = false
+	l.mu.Unlock()
+	if err != nil {
+		return
+	}
+	tmp := l.cursorFile() + ".tmp"
+	f, err := os.Create(tmp)
+	if err == nil {
+		_, err = f.Write(data)
+		if err == nil {
+			err = f.Sync()
+		}
+		f.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp, l.cursorFile())
+	}
+	if err != nil {
+		l.log.Warn("could not save cursors", "err", err)
+	}
+}
+
+// Run ships until ctx ends.
+func (l *Logspout) Run(ctx context.Context) error {
+	l.ctx = ctx
+	var wg sync.WaitGroup
+	for _, s := range l.extra {
+		wg.Go(func() { _ = s.Run(ctx) })
+	}
+	watcher := etcdwatch.New(l.etcd, []string{"/deis/logs/"}, etcdwatch.Options{Logger: l.log})
+	wg.Go(func() { _ = watcher.Run(ctx) })
+	wg.Go(func() { l.followLogger(ctx, watcher) })
+	wg.Go(func() { _ = l.events.Run(ctx) })
+	wg.Go(func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				l.saveCursors()
+				l.Health.Set("docker", l.events.Err())
+				var errs []string
+				for _, s := range l.routes() {
+					if err := s.Err(); err != nil {
+						errs = append(errs, err.Error())
+					}
+				}
+				if len(errs) > 0 {
+					l.Health.Set("routes", errors.New(strings.Join(errs, "; ")))
+				} else {
+					l.Health.Set("routes", nil)
+				}
+			}
+		}
+	})
+	<-ctx.Done()
+	l.wg.Wait()
+	wg.Wait()
+	l.saveCursors()
+	return nil
+}
+
+// followLogger keeps a sender to /deis/logs/host:port over
+// /deis/logs/protocol (tcp by default), replaced when they change.
+func (l *Logspout) followLogger(ctx context.Context, w *etcdwatch.Watcher) {
+	var cur string
+	var stop context.CancelFunc = func() {}
+	defer func() { stop() }()
+	for {
+		var snap *etcdwatch.Snapshot
+		select {
+		case <-ctx.Done():
+			return
+		case snap = <-w.Updates():
+		}
+		host, port := snap.KVs[keys.LogsHost], snap.KVs[keys.LogsPort]
+		proto := strings.TrimSpace(snap.KVs[keys.LogsProtocol])
+		scheme := "syslog+tcp"
+		if proto == "udp" {
+			scheme = "syslog"
+		}
+		want := ""
+		if host != "" && port != "" {
+			want = scheme + "://" + net.JoinHostPort(strings.TrimSpace(host), strings.TrimSpace(port))
+		}
+		if want == cur {
+			continue
+		}
+		cur = want
+		stop()
+		var s *sender.Sender
+		if want != "" {
+			c, err := sender.ParseURL(want)
+			if err != nil {
+				l.log.Warn("invalid logger address in etcd", "url", want, "err", err)
+				continue
+			}
+			s = sender.New(c, l.log)
+			sctx, cancel := context.WithCancel(ctx)
+			stop = cancel
+			go func() { _ = s.Run(sctx) }()
+		} else {
+			stop = func() {}
+		}
+		l.routesMu.Lock()
+		l.logger = s
+		l.routesMu.Unlock()
+		l.log.Info("logger route", "url", want)
+	}
+}
+
+func (l *Logspout) routes() []*sender.Sender {
+	l.routesMu.RLock()
+	defer l.routesMu.RUnlock()
+	out := append([]*sender.Sender(nil), l.extra...)
+	if l.logger != nil {
+		out = append(out, l.logger)
+	}
+	return out
+}
+
+// Resync follows every running container not yet followed.
+func (l *Logspout) Resync(ctx context.Context) error {
+	list, err := l.docker.ListContainers(docker.ListContainersOptions{Context: ctx})
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	for _, c := range list {
+		l.follow(c.ID)
+	}
+	return nil
+}
+
+// Event starts following on start; a follower ends by itself when the
+// container's log stream ends (die).
+func (l *Logspout) Event(_ context.Context, ev dockerx.Event) {
+	switch ev.Action {
+	case "start", "restart", "unpause":
+		l.follow(ev.ID)
+	case "destroy":
+		l.mu.Lock()
+		delete(l.cursors, fmt.Sprintf("%s:%d", ev.ID, format.PriStdout))
+		delete(l.cursors, fmt.Sprintf("%s:%d", ev.ID, format.PriStderr))
+		l.dirty = true
+		l.mu.Unlock()
+	}
+}
+
+func (l *Logspout) follow(id string) {
+	l.mu.Lock()
+	if _, ok := l.following[id]; ok || l.ctx == nil {
+		l.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(l.ctx)
+	l.following[id] = cancel
+	l.mu.Unlock()
+	l.wg.Go(func() {
+		defer func() {
+			l.mu.Lock()
+			delete(l.following, id)
+			l.mu.Unlock()
+			cancel()
+		}()
+		l.ship(ctx, id)
+	})
+}
+
+// ship streams one container's log from its cursor and sends each line.
+func (l *Logspout) ship(ctx context.Context, id string) {
+	info, err := l.docker.InspectContainerWithOptions(docker.InspectContainerOptions{ID: id, Context: ctx})
+	if err != nil {
+		return
+	}
+	name := strings.TrimPrefix(info.Name, "/")
+	var labels map[string]string
+	var env []string
+	tty := false
+	if info.Config != nil {
+		labels, env, tty = info.Config.Labels, info.Config.Env, info.Config.Tty
+	}
+	if labels["io.deis.logspout"] == "ignore" || containsEnv(env, "LOGSPOUT=ignore") {
+		l.linesSkipped.WithLabelValues("ignored_container").Inc()
+		return
+	}
+	app, proc := name, ""
+	if c, err := keys.ParseContainer(name, labels); err == nil {
+		app, proc = c.App, c.Proc()
+	}
+	// One cursor per stream: stdout and stderr lines interleave out of
+	// timestamp order, so one cursor would skip lines.
+	keyOf := func(pri int) string { return fmt.Sprintf("%s:%d", id, pri) }
+	l.mu.Lock()
+	cursors := map[int]time.Time{format.PriStdout: l.cursors[keyOf(format.PriStdout)], format.PriStderr: l.cursors[keyOf(format.PriStderr)]}
+	l.mu.Unlock()
+	var since int64
+	if a, b := cursors[format.PriStdout], cursors[format.PriStderr]; !a.IsZero() && !b.IsZero() {
+		since = min(a.Unix(), b.Unix()) // second granularity: older lines are skipped below
+	} // else a stream never shipped anything: read the whole log; the other
+	// stream's cursor still skips what it already sent
+	outR, outW := io.Pipe()
+	errR, errW := io.Pipe()
+	lines := make(chan logLine, 256)
+	var readers sync.WaitGroup
+	readers.Go(func() { l.split(outR, format.PriStdout, lines) })
+	readers.Go(func() { l.split(errR, format.PriStderr, lines) })
+	go func() {
+		err := l.docker.Logs(docker.LogsOptions{
+			Context: ctx, Container: id, OutputStream: outW, ErrorStream: errW,
+			Follow: true, Stdout: true, Stderr: true, Timestamps: true, Since: since, RawTerminal: tty,
+		})
+		if err != nil && ctx.Err() == nil {
+			l.log.Debug("log stream ended", "container", name, "err", err)
+		}
+		outW.Close()
+		errW.Close()
+		readers.Wait()
+		close(lines)
+	}()
+	var buf []byte
+	for ln := range lines {
+		if !ln.ts.After(cursors[ln.pri]) {
+			l.linesSkipped.WithLabelValues("already_shipped").Inc()
+			continue
+		}
+		buf = format.AppendRFC5424(buf[:0], &format.Message{
+			Priority: ln.pri, Time: ln.ts, Host: l.cfg.Host, App: app, ProcID: proc, Text: ln.text,
+		})
+		for _, s := range l.routes() {
+			if err := s.Send(ctx, buf); err != nil {
+				return // shutting down: the cursor stays before this line
+			}
+		}
+		cursors[ln.pri] = ln.ts
+		l.mu.Lock()
+		l.cursors[keyOf(ln.pri)] = ln.ts
+		l.dirty = true
+		l.mu.Unlock()
+	}
+}
+
+type logLine struct {
+	ts   time.Time
+	pri  int
+	text []byte
+}
+
+// split turns Docker's timestamped stream into lines. Lines longer than
+// MaxLine are cut (the rest is dropped and counted).
+func (l *Logspout) split(r io.Reader, pri int, out chan<- logLine) {
+	stream := "stdout"
+	if pri == format.PriStderr {
+		stream = "stderr"
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	counter := l.linesIn.WithLabelValues(stream)
+	for {
+		line, err := br.ReadSlice('\n')
+		full := append([]byte(nil), line...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			line, err = br.ReadSlice('\n')
+			if len(full) < l.cfg.MaxLine+40 {
+				full = append(full, line...)
+			}
+		}
+		if len(full) > 0 {
+			full = bytes.TrimRight(full, "\r\n")
+			sp := bytes.IndexByte(full, ' ')
+			ts, perr := time.Time{}, error(nil)
+			if sp > 0 {
+				ts, perr = time.Parse(time.RFC3339Nano, string(full[:sp]))
+			}
+			if sp <= 0 || perr != nil {
+				l.linesSkipped.WithLabelValues("no_timestamp").Inc()
+			} else {
+				text := full[sp+1:]
+				if len(text) > l.cfg.MaxLine {
+					text = text[:l.cfg.MaxLine]
+					l.linesSkipped.WithLabelValues("truncated").Inc()
+				}
+				counter.Inc()
+				out <- logLine{ts: ts, pri: pri, text: text}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func containsEnv(env []string, kv string) bool {
+	for _, e := range env {
+		if e == kv {
+			return true
+		}
+	}
+	return false
+}
+
+// RouteInfo describes a route for the /routes API.
+type RouteInfo struct {
+	URL     string `json:"uri"`
+	Source  string `json:"source"` // "etcd" (the platform logger) or "flag"
+	Sent    int64  `json:"sent"`
+	Dropped int64  `json:"dropped"`
+	Queued  int    `json:"queued"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Routes lists the current routes.
+func (l *Logspout) Routes() []RouteInfo {
+	l.routesMu.RLock()
+	defer l.routesMu.RUnlock()
+	info := func(s *sender.Sender, src string) RouteInfo {
+		r := RouteInfo{URL: s.Config().URL, Source: src, Sent: s.Sent.Load(), Dropped: s.Dropped.Load(), Queued: s.QueueLen()}
+		if err := s.Err(); err != nil {
+			r.Error = err.Error()
+		}
+		return r
+	}
+	out := []RouteInfo{}
+	if l.logger != nil {
+		out = append(out, info(l.logger, "etcd"))
+	}
+	for _, s := range l.extra {
+		out = append(out, info(s, "flag"))
+	}
+	return out
+}

@@ -1,0 +1,113 @@
+package logspout_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+
+	"github.com/deis/dataplane/logger"
+	"github.com/deis/dataplane/logspout"
+	"github.com/deis/dataplane/pkg/testenv"
+)
+
+func runLogspout(t *testing.T, e *testenv.Etcd, cli *docker.Client, state string) (stop func()) {
+	t.Helper()
+	l, err := logspout.New(logspout.Config{Host: "127.0.0.1", StateDir: state}, cli, e.Client(), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = l.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Error("logspout did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func lines(t *testing.T, l *logger.Logger, app string) []string {
+	resp, err := http.Get("http://" + l.Addr("http") + "/logs/" + app + "?log_lines=100000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// TestEveryLineOnceAcrossRestart ships containers' stdout and stderr to our
+// real logger (found in etcd), restarts logspout while the containers keep
+// writing, and checks every line arrived exactly once; an ignored container
+// is not shipped.
+func TestEveryLineOnceAcrossRestart(t *testing.T) {
+	t.Parallel()
+	cli := testenv.Docker(t)
+	e := testenv.StartEtcd(t)
+	lg, err := logger.New(logger.Config{SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Put("/deis/logs/storageAdapterType", "memory:100000")
+	lctx, lcancel := context.WithCancel(context.Background())
+	go func() { _ = lg.Run(lctx) }()
+	t.Cleanup(lcancel)
+	host, port, _ := net.SplitHostPort(lg.Addr("syslog"))
+	e.Put("/deis/logs/host", host)
+	e.Put("/deis/logs/port", port)
+
+	state := t.TempDir()
+	stop := runLogspout(t, e, cli, state)
+	app := fmt.Sprintf("spout%d", rand.IntN(1e9))
+	ignored := fmt.Sprintf("quiet%d", rand.IntN(1e9))
+	const n = 600
+	script := fmt.Sprintf("for i in $(seq 1 %d); do echo out $i; echo err $i >&2; if [ $i = 200 ]; then sleep 2; fi; done; sleep 3600", n)
+	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: app + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", script}}})
+	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: ignored + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", "echo secret; sleep 3600"}, Env: []string{"LOGSPOUT=ignore"}}})
+	// Restart logspout while the container is mid-way.
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(lines(t, lg, app)) >= 100 }, "no lines shipped")
+	stop()
+	runLogspout(t, e, cli, state)
+	testenv.Eventually(t, 30*time.Second, func() bool { return len(lines(t, lg, app)) >= 2*n }, "not all %d lines arrived", 2*n)
+	time.Sleep(time.Second) // duplicates would arrive now
+	got := lines(t, lg, app)
+	seen := map[string]int{}
+	for _, l := range got {
+		i := strings.Index(l, "]: ")
+		seen[l[i+3:]]++
+	}
+	for i := 1; i <= n; i++ {
+		for _, s := range []string{"out", "err"} {
+			if c := seen[fmt.Sprintf("%s %d", s, i)]; c != 1 {
+				t.Fatalf("line %q arrived %d times (of %d lines total)", fmt.Sprintf("%s %d", s, i), c, len(got))
+			}
+		}
+	}
+	if !strings.Contains(got[0], app+"[web.1]: ") {
+		t.Fatalf("line not attributed to app and process: %q", got[0])
+	}
+	if l := lines(t, lg, ignored); len(l) != 0 {
+		t.Fatalf("ignored container shipped: %v", l)
+	}
+}
