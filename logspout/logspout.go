@@ -396,7 +396,7 @@ func (l *Logspout) split(r io.Reader, pri int, out chan<- logLine) {
 			if sp <= 0 || perr != nil {
 				l.linesSkipped.WithLabelValues("no_timestamp").Inc()
 			} else {
-				text := full[sp+1:]
+				text := rejoin(full[sp+1:])
 				if len(text) > l.cfg.MaxLine {
 					text = text[:l.cfg.MaxLine]
 					l.linesSkipped.WithLabelValues("truncated").Inc()
@@ -409,6 +409,36 @@ func (l *Logspout) split(r io.Reader, pri int, out chan<- logLine) {
 			return
 		}
 	}
+}
+
+// dockerChunk is where Docker's json-file driver splits long lines; with
+// timestamps on, every following chunk carries its own "<time> " prefix
+// and no newline separates them.
+const dockerChunk = 16 << 10
+
+// rejoin removes the timestamp prefixes Docker put inside a long line, so
+// the line is shipped whole.
+func rejoin(text []byte) []byte {
+	if len(text) <= dockerChunk {
+		return text
+	}
+	var out []byte
+	for len(text) > dockerChunk {
+		rest := text[dockerChunk:]
+		j := bytes.IndexByte(rest, ' ')
+		if j < 20 || j > 40 {
+			break
+		}
+		if _, err := time.Parse(time.RFC3339Nano, string(rest[:j])); err != nil {
+			break
+		}
+		out = append(out, text[:dockerChunk]...)
+		text = rest[j+1:]
+	}
+	if out == nil {
+		return text
+	}
+	return append(out, text...)
 }
 
 func containsEnv(env []string, kv string) bool {

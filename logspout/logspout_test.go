@@ -82,14 +82,14 @@ func TestEveryLineOnceAcrossRestart(t *testing.T) {
 	app := fmt.Sprintf("spout%d", rand.IntN(1e9))
 	ignored := fmt.Sprintf("quiet%d", rand.IntN(1e9))
 	const n = 600
-	script := fmt.Sprintf("for i in $(seq 1 %d); do echo out $i; echo err $i >&2; if [ $i = 200 ]; then sleep 2; fi; done; sleep 3600", n)
+	script := fmt.Sprintf("head -c 65536 /dev/zero | tr '\\0' y; echo; for i in $(seq 1 %d); do echo out $i; echo err $i >&2; if [ $i = 200 ]; then sleep 2; fi; done; sleep 3600", n)
 	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: app + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", script}}})
 	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: ignored + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", "echo secret; sleep 3600"}, Env: []string{"LOGSPOUT=ignore"}}})
 	// Restart logspout while the container is mid-way.
 	testenv.Eventually(t, 20*time.Second, func() bool { return len(lines(t, lg, app)) >= 100 }, "no lines shipped")
 	stop()
 	runLogspout(t, e, cli, state)
-	testenv.Eventually(t, 30*time.Second, func() bool { return len(lines(t, lg, app)) >= 2*n }, "not all %d lines arrived", 2*n)
+	testenv.Eventually(t, 30*time.Second, func() bool { return len(lines(t, lg, app)) >= 2*n+1 }, "not all %d lines arrived", 2*n+1)
 	time.Sleep(time.Second) // duplicates would arrive now
 	got := lines(t, lg, app)
 	seen := map[string]int{}
@@ -104,8 +104,11 @@ func TestEveryLineOnceAcrossRestart(t *testing.T) {
 			}
 		}
 	}
+	if seen[strings.Repeat("y", 65536)] != 1 {
+		t.Fatalf("the 64 KiB line did not arrive whole and once (first line is %d bytes)", len(got[0]))
+	}
 	if !strings.Contains(got[0], app+"[web.1]: ") {
-		t.Fatalf("line not attributed to app and process: %q", got[0])
+		t.Fatalf("line not attributed to app and process: %.80q", got[0])
 	}
 	if l := lines(t, lg, ignored); len(l) != 0 {
 		t.Fatalf("ignored container shipped: %v", l)
