@@ -144,13 +144,17 @@ func (l *Logspout) saveCursors() {
 // Run ships until ctx ends.
 func (l *Logspout) Run(ctx context.Context) error {
 	l.ctx = ctx
+	// Routes outlive the followers by a grace period so that what is
+	// queued (and already counted in the cursors) is delivered on shutdown.
+	sendCtx, stopSending := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSending()
 	var wg sync.WaitGroup
 	for _, s := range l.extra {
-		wg.Go(func() { _ = s.Run(ctx) })
+		wg.Go(func() { _ = s.Run(sendCtx) })
 	}
 	watcher := etcdwatch.New(l.etcd, []string{"/deis/logs/"}, etcdwatch.Options{Logger: l.log})
 	wg.Go(func() { _ = watcher.Run(ctx) })
-	wg.Go(func() { l.followLogger(ctx, watcher) })
+	wg.Go(func() { l.followLogger(ctx, sendCtx, watcher) })
 	wg.Go(func() { _ = l.events.Run(ctx) })
 	wg.Go(func() {
 		t := time.NewTicker(500 * time.Millisecond)
@@ -178,6 +182,16 @@ func (l *Logspout) Run(ctx context.Context) error {
 	})
 	<-ctx.Done()
 	l.wg.Wait()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		queued := 0
+		for _, s := range l.routes() {
+			queued += s.QueueLen()
+		}
+		if queued == 0 {
+			break
+		}
+	}
+	stopSending()
 	wg.Wait()
 	l.saveCursors()
 	return nil
@@ -185,10 +199,11 @@ func (l *Logspout) Run(ctx context.Context) error {
 
 // followLogger keeps a sender to /deis/logs/host:port over
 // /deis/logs/protocol (tcp by default), replaced when they change.
-func (l *Logspout) followLogger(ctx context.Context, w *etcdwatch.Watcher) {
+func (l *Logspout) followLogger(ctx, sendCtx context.Context, w *etcdwatch.Watcher) {
 	var cur string
-	var stop context.CancelFunc = func() {}
-	defer func() { stop() }()
+	// The current sender is stopped when replaced; on shutdown it lives on
+	// until sendCtx ends, so its queue can drain.
+	run := &struct{ stop context.CancelFunc }{stop: func() {}}
 	for {
 		var snap *etcdwatch.Snapshot
 		select {
@@ -210,7 +225,7 @@ func (l *Logspout) followLogger(ctx context.Context, w *etcdwatch.Watcher) {
 			continue
 		}
 		cur = want
-		stop()
+		run.stop()
 		var s *sender.Sender
 		if want != "" {
 			c, err := sender.ParseURL(want)
@@ -219,11 +234,11 @@ func (l *Logspout) followLogger(ctx context.Context, w *etcdwatch.Watcher) {
 				continue
 			}
 			s = sender.New(c, l.log)
-			sctx, cancel := context.WithCancel(ctx)
-			stop = cancel
+			sctx, cancel := context.WithCancel(sendCtx)
+			run.stop = cancel
 			go func() { _ = s.Run(sctx) }()
 		} else {
-			stop = func() {}
+			run.stop = func() {}
 		}
 		l.routesMu.Lock()
 		l.logger = s
