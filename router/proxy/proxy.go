@@ -191,6 +191,7 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		p.reject(ctx, app, fasthttp.StatusServiceUnavailable, "the app has no running containers")
 		return
 	}
+	var limited *limitedBody
 	if st.BodySize > 0 {
 		cl := ctx.Request.Header.ContentLength()
 		if int64(cl) > st.BodySize {
@@ -200,7 +201,8 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		}
 		if cl == -1 { // chunked: count as it streams
 			if stream := ctx.RequestBodyStream(); stream != nil {
-				ctx.Request.SetBodyStream(&limitedBody{r: stream, left: st.BodySize}, -1)
+				limited = &limitedBody{r: stream, left: st.BodySize}
+				ctx.Request.SetBodyStream(limited, -1)
 			}
 		}
 	}
@@ -238,6 +240,14 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	ctx.Request.URI().SetSchemeBytes(strHTTP)
 	backend, err := p.forward(ctx, s, app, st)
 	if err != nil {
+		if limited != nil && limited.left < 0 {
+			// A chunked body passed bodySize: read (and drop) what the
+			// client is still sending so it sees the 413, not a reset.
+			drainConn(ctx.Conn(), maxLinger)
+			p.reject(ctx, app, fasthttp.StatusRequestEntityTooLarge, "request body larger than the router's bodySize")
+			ctx.SetConnectionClose()
+			return
+		}
 		p.upstreamFailed(ctx, app, backend, err, start)
 		return
 	}
@@ -409,6 +419,21 @@ func lingerBody(ctx *fasthttp.RequestCtx, length int64) {
 	if _, err := io.CopyN(io.Discard, stream, length); err != nil {
 		ctx.SetConnectionClose()
 	}
+}
+
+// drainConn reads and drops up to max bytes until the client pauses for
+// 200 ms. Only used on the 413 path.
+func drainConn(c net.Conn, max int64) {
+	buf := make([]byte, 32<<10)
+	for n := int64(0); n < max; {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		k, err := c.Read(buf)
+		n += int64(k)
+		if err != nil {
+			break
+		}
+	}
+	_ = c.SetReadDeadline(time.Time{})
 }
 
 // limitedBody fails the upload once more than left bytes have been read.
