@@ -245,17 +245,7 @@ func (l *Logger) healthLoop(ctx context.Context, w *etcdwatch.Watcher, ann *anno
 			err = ann.Err()
 		}
 		l.Health.Set("etcd", err)
-		var derrs []string
-		for _, d := range *l.drains.Load() {
-			if err := d.Err(); err != nil {
-				derrs = append(derrs, err.Error())
-			}
-		}
-		if len(derrs) > 0 {
-			l.Health.Set("drains", errors.New(strings.Join(derrs, "; ")))
-		} else {
-			l.Health.Set("drains", nil)
-		}
+		l.Health.Set("drains", sender.Failing(*l.drains.Load()))
 		select {
 		case <-ctx.Done():
 			return

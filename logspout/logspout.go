@@ -166,17 +166,7 @@ func (l *Logspout) Run(ctx context.Context) error {
 			case <-t.C:
 				l.saveCursors()
 				l.Health.Set("docker", l.events.Err())
-				var errs []string
-				for _, s := range l.routes() {
-					if err := s.Err(); err != nil {
-						errs = append(errs, err.Error())
-					}
-				}
-				if len(errs) > 0 {
-					l.Health.Set("routes", errors.New(strings.Join(errs, "; ")))
-				} else {
-					l.Health.Set("routes", nil)
-				}
+				l.Health.Set("routes", sender.Failing(l.routes()))
 			}
 		}
 	})

@@ -314,3 +314,18 @@ func peerClosed(c net.Conn) bool {
 	var ne net.Error
 	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
 }
+
+// Failing joins the errors of the senders that are failing, or returns nil
+// when all are healthy: one health check for a set of destinations.
+func Failing(senders []*Sender) error {
+	var msgs []string
+	for _, s := range senders {
+		if err := s.Err(); err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
