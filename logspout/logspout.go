@@ -214,8 +214,25 @@ func (l *Logspout) followLogger(ctx, sendCtx context.Context, w *etcdwatch.Watch
 		if want == cur {
 			continue
 		}
+		if want == "" && cur != "" {
+			// The logger's keys went away (it restarts, or its lease
+			// lapsed): keep the last route, which retries until the logger
+			// is back, rather than lose what it has queued.
+			l.log.Warn("logger no longer announced in etcd; keeping the last route", "url", cur)
+			continue
+		}
 		cur = want
-		run.stop()
+		// Let the old route deliver what it has queued (bounded) before it
+		// stops; the new one starts at once.
+		l.routesMu.RLock()
+		old, stopOld := l.logger, run.stop
+		l.routesMu.RUnlock()
+		go func() {
+			for deadline := time.Now().Add(5 * time.Second); old != nil && old.QueueLen() > 0 && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond)
+			}
+			stopOld()
+		}()
 		var s *sender.Sender
 		if want != "" {
 			c, err := sender.ParseURL(want)
@@ -354,7 +371,18 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 		buf = format.AppendRFC5424(buf[:0], &format.Message{
 			Priority: ln.pri, Time: ln.ts, Host: l.cfg.Host, App: app, ProcID: proc, Text: ln.text,
 		})
-		for _, s := range l.routes() {
+		routes := l.routes()
+		for len(routes) == 0 {
+			// No destination (the logger is not announced right now):
+			// wait, the line stays in Docker's log and the cursor before it.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			routes = l.routes()
+		}
+		for _, s := range routes {
 			if err := s.Send(ctx, buf); err != nil {
 				return // shutting down: the cursor stays before this line
 			}

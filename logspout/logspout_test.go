@@ -114,3 +114,63 @@ func TestEveryLineOnceAcrossRestart(t *testing.T) {
 		t.Fatalf("ignored container shipped: %v", l)
 	}
 }
+
+// TestLoggerOutageUnderLoad stops the logger for 10 s while a container
+// keeps writing, then starts it again on the same port: every line arrives
+// exactly once.
+func TestLoggerOutageUnderLoad(t *testing.T) {
+	t.Parallel()
+	cli := testenv.Docker(t)
+	e := testenv.StartEtcd(t)
+	e.Put("/deis/logs/storageAdapterType", "memory:100000")
+	syslogAddr, httpAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	startLogger := func() (*logger.Logger, func()) {
+		var lg *logger.Logger
+		var err error
+		for i := 0; i < 50; i++ { // the port may linger briefly after a stop
+			lg, err = logger.New(logger.Config{SyslogAddr: syslogAddr, HTTPAddr: httpAddr, Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
+			if err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = lg.Run(ctx); close(done) }()
+		return lg, func() { cancel(); <-done }
+	}
+	lg, stopLogger := startLogger()
+	host, port, _ := net.SplitHostPort(syslogAddr)
+	e.Put("/deis/logs/host", host)
+	e.Put("/deis/logs/port", port)
+	runLogspout(t, e, cli, t.TempDir())
+	app := fmt.Sprintf("outage%d", rand.IntN(1e9))
+	const n = 3000
+	script := fmt.Sprintf("for i in $(seq 1 %d); do echo line $i; if [ $((i %% 100)) = 0 ]; then sleep 0.1; fi; done; sleep 3600", n)
+	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: app + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", script}}})
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(lines(t, lg, app)) >= 200 }, "no lines before the outage")
+	before := lines(t, lg, app)
+	stopLogger()
+	time.Sleep(10 * time.Second)
+	lg2, stop2 := startLogger()
+	defer stop2()
+	var after []string
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		after = lines(t, lg2, app)
+		return len(before)+len(after) >= n
+	}, "after the outage only %d+%d of %d lines", len(before), len(after), n)
+	time.Sleep(time.Second)
+	after = lines(t, lg2, app)
+	seen := map[string]int{}
+	for _, l := range append(before, after...) {
+		seen[l[strings.Index(l, "]: ")+3:]]++
+	}
+	for i := 1; i <= n; i++ {
+		if c := seen[fmt.Sprintf("line %d", i)]; c != 1 {
+			t.Fatalf("line %d arrived %d times (%d before, %d after the outage)", i, c, len(before), len(after))
+		}
+	}
+}
