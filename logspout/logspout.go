@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +41,8 @@ type Config struct {
 	StateDir string   // where cursors are kept
 	Routes   []string // extra syslog URLs (--route)
 	MaxLine  int      // longest line shipped (64 KiB)
+	// TLSRootCAs verifies syslog+tls routes (--tls-ca); nil = system roots.
+	TLSRootCAs *x509.CertPool
 }
 
 // Logspout is a running shipper.
@@ -52,8 +55,10 @@ type Logspout struct {
 	events *dockerx.Watcher
 
 	routesMu sync.RWMutex
-	logger   *sender.Sender // the platform logger, from etcd; may be nil
-	extra    []*sender.Sender
+	logger   *sender.Sender    // the platform logger, from etcd; may be nil
+	extra    map[string]*route // --route and API routes, by id
+	sendCtx  context.Context
+	routeWG  sync.WaitGroup
 
 	mu        sync.Mutex
 	following map[string]context.CancelFunc // container id -> stop
@@ -74,13 +79,16 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 		return nil, fmt.Errorf("--state-dir %s: %w", cfg.StateDir, err)
 	}
 	l := &Logspout{cfg: cfg, docker: dcli, etcd: ecli, log: log, Health: &health.Registry{},
-		following: map[string]context.CancelFunc{}, cursors: map[string]time.Time{}}
-	for _, u := range cfg.Routes {
-		c, err := sender.ParseURL(u)
+		following: map[string]context.CancelFunc{}, cursors: map[string]time.Time{}, extra: map[string]*route{}}
+	for i, u := range cfg.Routes {
+		r, err := newRoute(fmt.Sprintf("flag-%d", i+1), u, log, cfg.TLSRootCAs)
 		if err != nil {
 			return nil, fmt.Errorf("--route: %w", err)
 		}
-		l.extra = append(l.extra, sender.New(c, log))
+		l.extra[r.ID] = r
+	}
+	if err := l.loadRoutes(); err != nil {
+		return nil, err
 	}
 	if err := l.loadCursors(); err != nil {
 		return nil, err
@@ -149,9 +157,12 @@ func (l *Logspout) Run(ctx context.Context) error {
 	sendCtx, stopSending := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSending()
 	var wg sync.WaitGroup
-	for _, s := range l.extra {
-		wg.Go(func() { _ = s.Run(sendCtx) })
+	l.routesMu.Lock()
+	l.sendCtx = sendCtx
+	for _, r := range l.extra {
+		l.startRouteLocked(r)
 	}
+	l.routesMu.Unlock()
 	watcher := etcdwatch.New(l.etcd, []string{"/deis/logs/"}, etcdwatch.Options{Logger: l.log})
 	wg.Go(func() { _ = watcher.Run(ctx) })
 	wg.Go(func() { l.followLogger(ctx, sendCtx, watcher) })
@@ -183,8 +194,42 @@ func (l *Logspout) Run(ctx context.Context) error {
 	}
 	stopSending()
 	wg.Wait()
+	l.routeWG.Wait()
 	l.saveCursors()
 	return nil
+}
+
+func (l *Logspout) startRoute(r *route) {
+	l.routesMu.Lock()
+	defer l.routesMu.Unlock()
+	l.startRouteLocked(r)
+}
+
+// startRouteLocked runs r's sender until it is removed or logspout stops.
+func (l *Logspout) startRouteLocked(r *route) {
+	if l.sendCtx == nil || r.stop != nil {
+		return // not running yet: Run starts it
+	}
+	ctx, cancel := context.WithCancel(l.sendCtx)
+	r.stop = cancel
+	l.routeWG.Go(func() { _ = r.s.Run(ctx) })
+}
+
+// targets are the senders a line of this container and stream goes to;
+// any reports whether there is a route at all.
+func (l *Logspout) targets(name, app string, labels map[string]string, pri int) (out []*sender.Sender, any bool) {
+	l.routesMu.RLock()
+	defer l.routesMu.RUnlock()
+	any = l.logger != nil || len(l.extra) > 0
+	if l.logger != nil {
+		out = append(out, l.logger)
+	}
+	for _, r := range l.extra {
+		if r.matches(name, app, labels, pri) {
+			out = append(out, r.s)
+		}
+	}
+	return out, any
 }
 
 // followLogger keeps a sender to /deis/logs/host:port over
@@ -257,7 +302,10 @@ func (l *Logspout) followLogger(ctx, sendCtx context.Context, w *etcdwatch.Watch
 func (l *Logspout) routes() []*sender.Sender {
 	l.routesMu.RLock()
 	defer l.routesMu.RUnlock()
-	out := append([]*sender.Sender(nil), l.extra...)
+	var out []*sender.Sender
+	for _, r := range l.extra {
+		out = append(out, r.s)
+	}
 	if l.logger != nil {
 		out = append(out, l.logger)
 	}
@@ -371,16 +419,19 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 		buf = format.AppendRFC5424(buf[:0], &format.Message{
 			Priority: ln.pri, Time: ln.ts, Host: l.cfg.Host, App: app, ProcID: proc, Text: ln.text,
 		})
-		routes := l.routes()
-		for len(routes) == 0 {
-			// No destination (the logger is not announced right now):
-			// wait, the line stays in Docker's log and the cursor before it.
+		routes, any := l.targets(name, app, labels, ln.pri)
+		for !any {
+			// No destination at all (the logger is not announced yet):
+			// wait; the line stays in Docker's log and the cursor before it.
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			routes = l.routes()
+			routes, any = l.targets(name, app, labels, ln.pri)
+		}
+		if len(routes) == 0 {
+			l.linesSkipped.WithLabelValues("filtered").Inc()
 		}
 		for _, s := range routes {
 			if err := s.Send(ctx, buf); err != nil {
@@ -485,8 +536,9 @@ func containsEnv(env []string, kv string) bool {
 
 // RouteInfo describes a route for the /routes API.
 type RouteInfo struct {
+	ID      string `json:"id"`
 	URL     string `json:"uri"`
-	Source  string `json:"source"` // "etcd" (the platform logger) or "flag"
+	Source  string `json:"source"` // "etcd" (the platform logger), "flag" or "api"
 	Sent    int64  `json:"sent"`
 	Dropped int64  `json:"dropped"`
 	Queued  int    `json:"queued"`
@@ -497,19 +549,16 @@ type RouteInfo struct {
 func (l *Logspout) Routes() []RouteInfo {
 	l.routesMu.RLock()
 	defer l.routesMu.RUnlock()
-	info := func(s *sender.Sender, src string) RouteInfo {
-		r := RouteInfo{URL: s.Config().URL, Source: src, Sent: s.Sent.Load(), Dropped: s.Dropped.Load(), Queued: s.QueueLen()}
-		if err := s.Err(); err != nil {
-			r.Error = err.Error()
-		}
-		return r
-	}
 	out := []RouteInfo{}
 	if l.logger != nil {
-		out = append(out, info(l.logger, "etcd"))
+		out = append(out, (&route{ID: "logger", URI: l.logger.Config().URL, s: l.logger}).info("etcd"))
 	}
-	for _, s := range l.extra {
-		out = append(out, info(s, "flag"))
+	for _, r := range l.extra {
+		src := "flag"
+		if r.Persisted {
+			src = "api"
+		}
+		out = append(out, r.info(src))
 	}
 	return out
 }

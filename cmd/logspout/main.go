@@ -3,10 +3,9 @@
 package main
 
 import (
-	"encoding/json"
+	"crypto/x509"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 
@@ -23,6 +22,7 @@ func main() {
 		common  daemon.Common
 		webAddr string
 		routes  string
+		tlsCA   string
 		cfg     logspout.Config
 	)
 	fs := flag.NewFlagSet("logspout", flag.ExitOnError)
@@ -30,7 +30,21 @@ func main() {
 	fs.StringVar(&webAddr, "web-addr", daemon.Env("WEB_ADDR", ":8000"), "HTTP address: /routes, /healthz, /metrics (env WEB_ADDR)")
 	fs.StringVar(&cfg.StateDir, "state-dir", daemon.Env("STATE_DIR", "/var/lib/logspout"), "where per-container cursors are kept (env STATE_DIR)")
 	fs.StringVar(&routes, "route", daemon.Env("ROUTE_URIS", ""), "extra syslog routes, comma-separated syslog://, syslog+tcp://, syslog+tls:// URLs (env ROUTE_URIS)")
-	daemon.Parse(fs, os.Args[1:], common.Validate)
+	fs.StringVar(&tlsCA, "tls-ca", daemon.Env("TLS_CA", ""), "PEM file of CAs that verify syslog+tls routes instead of the system roots (env TLS_CA)")
+	daemon.Parse(fs, os.Args[1:], common.Validate, func() error {
+		if tlsCA == "" {
+			return nil
+		}
+		pem, err := os.ReadFile(tlsCA)
+		if err != nil {
+			return fmt.Errorf("--tls-ca: %w", err)
+		}
+		cfg.TLSRootCAs = x509.NewCertPool()
+		if !cfg.TLSRootCAs.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--tls-ca: no PEM certificate in %s", tlsCA)
+		}
+		return nil
+	})
 	cfg.Host = common.Host
 	for _, r := range strings.Split(routes, ",") {
 		if r = strings.TrimSpace(r); r != "" {
@@ -60,14 +74,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "logspout: --web-addr: %v\n", err)
 		os.Exit(2)
 	}
-	admin.Mux.HandleFunc("/routes", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet {
-			http.Error(w, "routes are set with --route or ROUTE_URIS; only GET is supported", http.StatusMethodNotAllowed)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(ls.Routes())
-	})
+	admin.Mux.HandleFunc("/routes", ls.ServeRoutes)
+	admin.Mux.HandleFunc("/routes/", ls.ServeRoutes)
 	ctx, stop := daemon.SignalContext()
 	defer stop()
 	log.Info("logspout starting", "web", admin.Addr(), "routes", len(cfg.Routes))

@@ -1,0 +1,229 @@
+package logspout
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/deis/dataplane/pkg/syslog/format"
+	"github.com/deis/dataplane/pkg/syslog/sender"
+)
+
+// route is an extra destination with its filters (URL parameters
+// filter.name, filter.sources, filter.labels, as gliderlabs/logspout).
+type route struct {
+	ID        string
+	URI       string
+	Persisted bool // created through the API, kept in routes.json
+	s         *sender.Sender
+	stop      func()
+
+	name    string            // glob on container name or app
+	sources map[int]bool      // by priority (stdout/stderr); empty = both
+	labels  map[string]string // all must match
+}
+
+func newRoute(id, uri string, log *slog.Logger, roots *x509.CertPool) (*route, error) {
+	c, err := sender.ParseURL(uri)
+	if err != nil {
+		return nil, err
+	}
+	if c.TLS != nil && roots != nil {
+		c.TLS.RootCAs = roots // --tls-ca instead of the system roots
+	}
+	r := &route{ID: id, URI: uri, name: c.Params.Get("filter.name"), labels: map[string]string{}, sources: map[int]bool{}}
+	if r.name != "" {
+		if _, err := path.Match(r.name, ""); err != nil {
+			return nil, fmt.Errorf("filter.name %q: %w", r.name, err)
+		}
+	}
+	for _, src := range strings.FieldsFunc(c.Params.Get("filter.sources"), func(r rune) bool { return r == ',' }) {
+		switch src {
+		case "stdout":
+			r.sources[format.PriStdout] = true
+		case "stderr":
+			r.sources[format.PriStderr] = true
+		default:
+			return nil, fmt.Errorf("filter.sources: %q is not stdout or stderr", src)
+		}
+	}
+	for _, kv := range strings.FieldsFunc(c.Params.Get("filter.labels"), func(r rune) bool { return r == ',' }) {
+		k, v, ok := strings.Cut(kv, ":")
+		if !ok {
+			return nil, fmt.Errorf("filter.labels: %q is not key:value", kv)
+		}
+		r.labels[k] = v
+	}
+	r.s = sender.New(c, log)
+	return r, nil
+}
+
+// matches reports whether a line of this container and stream goes to r.
+func (r *route) matches(name, app string, labels map[string]string, pri int) bool {
+	if len(r.sources) > 0 && !r.sources[pri] {
+		return false
+	}
+	if r.name != "" {
+		a, _ := path.Match(r.name, name)
+		b, _ := path.Match(r.name, app)
+		if !a && !b {
+			return false
+		}
+	}
+	for k, v := range r.labels {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+type routeJSON struct {
+	ID  string `json:"id"`
+	URI string `json:"uri"`
+}
+
+func (l *Logspout) routesFile() string { return filepath.Join(l.cfg.StateDir, "routes.json") }
+
+func (l *Logspout) loadRoutes() error {
+	data, err := os.ReadFile(l.routesFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", l.routesFile(), err)
+	}
+	var saved []routeJSON
+	if err := json.Unmarshal(data, &saved); err != nil {
+		return fmt.Errorf("parse %s: %w", l.routesFile(), err)
+	}
+	for _, rj := range saved {
+		r, err := newRoute(rj.ID, rj.URI, l.log, l.cfg.TLSRootCAs)
+		if err != nil {
+			l.log.Warn("skipping a saved route that no longer parses", "id", rj.ID, "err", err)
+			continue
+		}
+		r.Persisted = true
+		l.extra[r.ID] = r
+	}
+	return nil
+}
+
+// saveRoutes writes the API-created routes; called with routesMu held.
+func (l *Logspout) saveRoutes() error {
+	var saved []routeJSON
+	for _, r := range l.extra {
+		if r.Persisted {
+			saved = append(saved, routeJSON{r.ID, r.URI})
+		}
+	}
+	data, _ := json.Marshal(saved)
+	tmp := l.routesFile() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, l.routesFile())
+}
+
+// AddRoute creates a persisted route and starts it.
+func (l *Logspout) AddRoute(uri string) (RouteInfo, error) {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	r, err := newRoute(hex.EncodeToString(b[:]), uri, l.log, l.cfg.TLSRootCAs)
+	if err != nil {
+		return RouteInfo{}, err
+	}
+	r.Persisted = true
+	l.routesMu.Lock()
+	l.extra[r.ID] = r
+	err = l.saveRoutes()
+	l.routesMu.Unlock()
+	if err != nil {
+		return RouteInfo{}, fmt.Errorf("persist route: %w", err)
+	}
+	l.startRoute(r)
+	return r.info("api"), nil
+}
+
+// RemoveRoute stops and forgets a route; false if there is none.
+func (l *Logspout) RemoveRoute(id string) (bool, error) {
+	l.routesMu.Lock()
+	r := l.extra[id]
+	delete(l.extra, id)
+	var err error
+	if r != nil && r.Persisted {
+		err = l.saveRoutes()
+	}
+	l.routesMu.Unlock()
+	if r == nil {
+		return false, nil
+	}
+	if r.stop != nil {
+		r.stop()
+	}
+	return true, err
+}
+
+func (r *route) info(src string) RouteInfo {
+	s := r.s
+	ri := RouteInfo{ID: r.ID, URL: r.URI, Source: src, Sent: s.Sent.Load(), Dropped: s.Dropped.Load(), Queued: s.QueueLen()}
+	if err := s.Err(); err != nil {
+		ri.Error = err.Error()
+	}
+	return ri
+}
+
+// ServeRoutes is the /routes API: GET lists, POST {"uri": "..."} creates,
+// GET /routes/<id> shows one, DELETE /routes/<id> removes.
+func (l *Logspout) ServeRoutes(w http.ResponseWriter, req *http.Request) {
+	id := strings.Trim(strings.TrimPrefix(req.URL.Path, "/routes"), "/")
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case req.Method == http.MethodGet && id == "":
+		_ = json.NewEncoder(w).Encode(l.Routes())
+	case req.Method == http.MethodGet:
+		for _, ri := range l.Routes() {
+			if ri.ID == id {
+				_ = json.NewEncoder(w).Encode(ri)
+				return
+			}
+		}
+		http.Error(w, `{"error":"no such route"}`, http.StatusNotFound)
+	case req.Method == http.MethodPost && id == "":
+		var body routeJSON
+		if err := json.NewDecoder(http.MaxBytesReader(w, req.Body, 64<<10)).Decode(&body); err != nil || body.URI == "" {
+			http.Error(w, `{"error":"want JSON {\"uri\": \"syslog+tls://host:port\"}"}`, http.StatusBadRequest)
+			return
+		}
+		ri, err := l.AddRoute(body.URI)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(ri)
+	case req.Method == http.MethodDelete && id != "":
+		ok, err := l.RemoveRoute(id)
+		switch {
+		case !ok:
+			http.Error(w, `{"error":"no such route"}`, http.StatusNotFound)
+		case err != nil:
+			w.WriteHeader(http.StatusInternalServerError)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	default:
+		http.Error(w, `{"error":"method not allowed"}`, http.StatusMethodNotAllowed)
+	}
+}
