@@ -68,6 +68,7 @@ type Logspout struct {
 	ctx       context.Context
 
 	linesIn, linesSkipped *prometheus.CounterVec
+	hub                   hub
 }
 
 // New returns a shipper; reg receives its metrics.
@@ -97,7 +98,7 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 	l.linesIn = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_total", Help: "Lines read from containers, by stream."}, []string{"stream"})
 	l.linesSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_skipped_total", Help: "Lines not shipped, by reason."}, []string{"reason"})
 	if reg != nil {
-		reg.MustRegister(l.linesIn, l.linesSkipped)
+		reg.MustRegister(l.linesIn, l.linesSkipped, &routeCollector{l})
 	}
 	return l, nil
 }
@@ -437,6 +438,11 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 			if err := s.Send(ctx, buf); err != nil {
 				return // shutting down: the cursor stays before this line
 			}
+		}
+		if l.hub.active() {
+			line := ln.ts.UTC().AppendFormat(nil, time.RFC3339Nano)
+			line = append(append(append(append(append(line, ' '), app...), '['), proc...), "]: "...)
+			l.hub.publish(app, append(line, ln.text...))
 		}
 		cursors[ln.pri] = ln.ts
 		l.mu.Lock()

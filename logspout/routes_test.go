@@ -104,7 +104,10 @@ func TestRoutesAPIFiltersTLSAndPersistence(t *testing.T) {
 		return l, func() { cancel(); <-done }
 	}
 	ls, stop := newLS()
-	api := httptest.NewServer(http.HandlerFunc(ls.ServeRoutes))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/routes", ls.ServeRoutes)
+	mux.HandleFunc("/logs", ls.ServeLogs)
+	api := httptest.NewServer(mux)
 	want := fmt.Sprintf("picked%d", rand.IntN(1e9))
 	other := fmt.Sprintf("other%d", rand.IntN(1e9))
 	body, _ := json.Marshal(map[string]string{"uri": "syslog+tls://" + sink.addr + "?filter.name=" + want + "*&filter.sources=stderr"})
@@ -118,6 +121,11 @@ func TestRoutesAPIFiltersTLSAndPersistence(t *testing.T) {
 	if bad, _ := http.Post(api.URL+"/routes", "application/json", strings.NewReader(`{"uri":"http://nope"}`)); bad.StatusCode != 400 {
 		t.Fatalf("bad route URI: %d, want 400", bad.StatusCode)
 	}
+	follow, err := http.Get(api.URL + "/logs?app=" + want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer follow.Body.Close()
 	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: want + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", "echo to-stdout; echo to-stderr >&2; sleep 3600"}}})
 	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: other + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", "echo not-me >&2; sleep 3600"}}})
 	testenv.Eventually(t, 15*time.Second, func() bool { return sink.count(want+" web.1 - - to-stderr") == 1 }, "stderr line never reached the TLS route")
@@ -125,6 +133,13 @@ func TestRoutesAPIFiltersTLSAndPersistence(t *testing.T) {
 	if sink.count("to-stdout") != 0 || sink.count("not-me") != 0 {
 		t.Fatalf("filters let through lines they should not: %v", sink.msgs)
 	}
+	// The /logs stream showed the app's lines (and only that app's).
+	fr := bufio.NewReader(follow.Body)
+	line, err := fr.ReadString('\n')
+	if err != nil || !strings.Contains(line, want+"[web.1]: to-") {
+		t.Fatalf("/logs?app=%s: %q %v", want, line, err)
+	}
+	follow.Body.Close() // before api.Close, which waits for open requests
 	api.Close()
 	stop()
 

@@ -76,6 +76,7 @@ func main() {
 	}
 	admin.Mux.HandleFunc("/routes", ls.ServeRoutes)
 	admin.Mux.HandleFunc("/routes/", ls.ServeRoutes)
+	admin.Mux.HandleFunc("/logs", ls.ServeLogs)
 	ctx, stop := daemon.SignalContext()
 	defer stop()
 	log.Info("logspout starting", "web", admin.Addr(), "routes", len(cfg.Routes))
