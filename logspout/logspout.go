@@ -2,8 +2,9 @@
 // host and ships each line as RFC 5424 syslog to the logger found in etcd
 // and to extra routes. Docker's own log files are the buffer: a follower
 // reads a line only after every route has queued the previous one, and the
-// timestamp of the last line handed to the routes is kept per container
-// under the state directory, so a restart resumes where it stopped.
+// timestamp of the last line every route has written is kept per container
+// stream under the state directory, so a restart or a crash resumes where
+// delivery stopped: nothing is lost, and at most what was queued repeats.
 package logspout
 
 import (
@@ -19,6 +20,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -62,7 +64,8 @@ type Logspout struct {
 
 	mu        sync.Mutex
 	following map[string]context.CancelFunc // container id -> stop
-	cursors   map[string]time.Time          // container id -> last line shipped
+	cursors   map[string]time.Time          // "<id>:<pri>" -> last line written by every route
+	destroyed map[string]time.Time          // cursor keys of destroyed containers, to ignore late acks
 	dirty     bool
 	wg        sync.WaitGroup
 	ctx       context.Context
@@ -80,7 +83,8 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 		return nil, fmt.Errorf("--state-dir %s: %w", cfg.StateDir, err)
 	}
 	l := &Logspout{cfg: cfg, docker: dcli, etcd: ecli, log: log, Health: &health.Registry{},
-		following: map[string]context.CancelFunc{}, cursors: map[string]time.Time{}, extra: map[string]*route{}}
+		following: map[string]context.CancelFunc{}, cursors: map[string]time.Time{}, destroyed: map[string]time.Time{},
+		extra: map[string]*route{}}
 	for i, u := range cfg.Routes {
 		r, err := newRoute(fmt.Sprintf("flag-%d", i+1), u, log, cfg.TLSRootCAs)
 		if err != nil {
@@ -176,6 +180,7 @@ func (l *Logspout) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				l.pruneDestroyed(time.Minute)
 				l.saveCursors()
 				l.Health.Set("docker", l.events.Err())
 				l.Health.Set("routes", sender.Failing(l.routes()))
@@ -212,8 +217,11 @@ func (l *Logspout) startRouteLocked(r *route) {
 		return // not running yet: Run starts it
 	}
 	ctx, cancel := context.WithCancel(l.sendCtx)
-	r.stop = cancel
-	l.routeWG.Go(func() { _ = r.s.Run(ctx) })
+	done := make(chan struct{})
+	// Stopping a deleted route abandons what it had queued: its lines
+	// count as shipped for the cursors, which must not wait for it.
+	r.stop = func() { cancel(); <-done; r.s.Retire(l.sendCtx, nil) }
+	l.routeWG.Go(func() { defer close(done); _ = r.s.Run(ctx) })
 }
 
 // targets are the senders a line of this container and stream goes to;
@@ -239,7 +247,7 @@ func (l *Logspout) followLogger(ctx, sendCtx context.Context, w *etcdwatch.Watch
 	var cur string
 	// The current sender is stopped when replaced; on shutdown it lives on
 	// until sendCtx ends, so its queue can drain.
-	run := &struct{ stop context.CancelFunc }{stop: func() {}}
+	run := &struct{ stop func(successor *sender.Sender) }{stop: func(*sender.Sender) {}}
 	for {
 		var snap *etcdwatch.Snapshot
 		select {
@@ -268,17 +276,6 @@ func (l *Logspout) followLogger(ctx, sendCtx context.Context, w *etcdwatch.Watch
 			continue
 		}
 		cur = want
-		// Let the old route deliver what it has queued (bounded) before it
-		// stops; the new one starts at once.
-		l.routesMu.RLock()
-		old, stopOld := l.logger, run.stop
-		l.routesMu.RUnlock()
-		go func() {
-			for deadline := time.Now().Add(5 * time.Second); old != nil && old.QueueLen() > 0 && time.Now().Before(deadline); {
-				time.Sleep(20 * time.Millisecond)
-			}
-			stopOld()
-		}()
 		var s *sender.Sender
 		if want != "" {
 			c, err := sender.ParseURL(want)
@@ -287,11 +284,25 @@ func (l *Logspout) followLogger(ctx, sendCtx context.Context, w *etcdwatch.Watch
 				continue
 			}
 			s = sender.New(c, l.log)
+		}
+		// Let the old route deliver what it has queued (bounded), then
+		// hand what is left to the new one: the logger moved, its lines
+		// did not become optional. The new route starts at once.
+		l.routesMu.RLock()
+		old, stopOld := l.logger, run.stop
+		l.routesMu.RUnlock()
+		go func() {
+			for deadline := time.Now().Add(5 * time.Second); old != nil && old.QueueLen() > 0 && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond)
+			}
+			stopOld(s)
+		}()
+		run.stop = func(*sender.Sender) {}
+		if s != nil {
 			sctx, cancel := context.WithCancel(sendCtx)
-			run.stop = cancel
-			go func() { _ = s.Run(sctx) }()
-		} else {
-			run.stop = func() {}
+			done := make(chan struct{})
+			run.stop = func(successor *sender.Sender) { cancel(); <-done; s.Retire(sendCtx, successor) }
+			l.routeWG.Go(func() { defer close(done); _ = s.Run(sctx) })
 		}
 		l.routesMu.Lock()
 		l.logger = s
@@ -313,15 +324,29 @@ func (l *Logspout) routes() []*sender.Sender {
 	return out
 }
 
-// Resync follows every running container not yet followed.
+// Resync follows every running container not yet followed, and forgets
+// the cursors of containers that no longer exist (destroyed while
+// logspout was not watching).
 func (l *Logspout) Resync(ctx context.Context) error {
-	list, err := l.docker.ListContainers(docker.ListContainersOptions{Context: ctx})
+	list, err := l.docker.ListContainers(docker.ListContainersOptions{All: true, Context: ctx})
 	if err != nil {
 		return fmt.Errorf("list containers: %w", err)
 	}
+	exists := make(map[string]bool, len(list))
 	for _, c := range list {
-		l.follow(c.ID)
+		exists[c.ID] = true
+		if c.State == "running" || c.State == "paused" {
+			l.follow(c.ID)
+		}
 	}
+	l.mu.Lock()
+	for key := range l.cursors {
+		if id, _, _ := strings.Cut(key, ":"); !exists[id] {
+			delete(l.cursors, key)
+			l.dirty = true
+		}
+	}
+	l.mu.Unlock()
 	return nil
 }
 
@@ -333,8 +358,11 @@ func (l *Logspout) Event(_ context.Context, ev dockerx.Event) {
 		l.follow(ev.ID)
 	case "destroy":
 		l.mu.Lock()
-		delete(l.cursors, fmt.Sprintf("%s:%d", ev.ID, format.PriStdout))
-		delete(l.cursors, fmt.Sprintf("%s:%d", ev.ID, format.PriStderr))
+		for _, pri := range []int{format.PriStdout, format.PriStderr} {
+			key := cursorKey(ev.ID, pri)
+			delete(l.cursors, key)
+			l.destroyed[key] = time.Now()
+		}
 		l.dirty = true
 		l.mu.Unlock()
 	}
@@ -383,10 +411,13 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 	}
 	// One cursor per stream: stdout and stderr lines interleave out of
 	// timestamp order, so one cursor would skip lines.
-	keyOf := func(pri int) string { return fmt.Sprintf("%s:%d", id, pri) }
 	l.mu.Lock()
-	cursors := map[int]time.Time{format.PriStdout: l.cursors[keyOf(format.PriStdout)], format.PriStderr: l.cursors[keyOf(format.PriStderr)]}
+	cursors := map[int]time.Time{format.PriStdout: l.cursors[cursorKey(id, format.PriStdout)], format.PriStderr: l.cursors[cursorKey(id, format.PriStderr)]}
 	l.mu.Unlock()
+	flights := map[int]*inflight{
+		format.PriStdout: {l: l, key: cursorKey(id, format.PriStdout)},
+		format.PriStderr: {l: l, key: cursorKey(id, format.PriStderr)},
+	}
 	var since int64
 	if a, b := cursors[format.PriStdout], cursors[format.PriStderr]; !a.IsZero() && !b.IsZero() {
 		since = min(a.Unix(), b.Unix()) // second granularity: older lines are skipped below
@@ -434,8 +465,11 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 		if len(routes) == 0 {
 			l.linesSkipped.WithLabelValues("filtered").Inc()
 		}
+		// The cursor moves past this line once every route has written it.
+		flight := flights[ln.pri]
+		seq := flight.add(ln.ts, len(routes))
 		for _, s := range routes {
-			if err := s.Send(ctx, buf); err != nil {
+			if err := s.SendAcked(ctx, buf, flight, seq); err != nil {
 				return // shutting down: the cursor stays before this line
 			}
 		}
@@ -445,10 +479,20 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 			l.hub.publish(app, append(line, ln.text...))
 		}
 		cursors[ln.pri] = ln.ts
-		l.mu.Lock()
-		l.cursors[keyOf(ln.pri)] = ln.ts
-		l.dirty = true
-		l.mu.Unlock()
+	}
+}
+
+func cursorKey(id string, pri int) string { return id + ":" + strconv.Itoa(pri) }
+
+// pruneDestroyed forgets destroyed containers after late acknowledgements
+// can no longer arrive.
+func (l *Logspout) pruneDestroyed(after time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, at := range l.destroyed {
+		if time.Since(at) > after {
+			delete(l.destroyed, k)
+		}
 	}
 }
 

@@ -119,17 +119,33 @@ func ParseURL(raw string) (Config, error) {
 	return c, nil
 }
 
+// Acker is told, with the sequence number given to SendAcked, when a
+// message has been written to the destination's connection. Callers that
+// must not lose lines (logspout) move their resume position only then.
+type Acker interface{ Ack(seq uint64) }
+
+// Item is a queued message with whom to tell once it is written.
+type Item struct {
+	Msg   []byte
+	Acker Acker // may be nil
+	Seq   uint64
+}
+
 // Sender ships messages to one destination. Safe for concurrent use.
 type Sender struct {
 	cfg Config
 	log *slog.Logger
-	q   chan []byte
+	q   chan Item
 
 	Sent, Dropped, Truncated, Reconnects atomic.Int64
 
 	mu      sync.Mutex
 	lastErr error
 	failing time.Time // since when connecting/writing has failed; zero if fine
+	unsent  *Item     // taken from the queue by Run but not written when it returned
+	// A retired sender (see Retire) passes what reaches its queue on.
+	retired   bool
+	successor *Sender
 }
 
 // New returns a sender; Run must be running for messages to leave.
@@ -146,7 +162,7 @@ func New(cfg Config, log *slog.Logger) *Sender {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Sender{cfg: cfg, log: log.With("destination", cfg.URL), q: make(chan []byte, cfg.QueueSize)}
+	return &Sender{cfg: cfg, log: log.With("destination", cfg.URL), q: make(chan Item, cfg.QueueSize)}
 }
 
 // Config returns the destination's configuration.
@@ -183,8 +199,23 @@ func (s *Sender) setErr(err error) {
 // Send queues a copy of msg, waiting for room (back-pressure) until ctx
 // ends.
 func (s *Sender) Send(ctx context.Context, msg []byte) error {
+	return s.SendAcked(ctx, msg, nil, 0)
+}
+
+// SendAcked is Send, and calls acker.Ack(seq) once msg has been written.
+func (s *Sender) SendAcked(ctx context.Context, msg []byte, acker Acker, seq uint64) error {
+	return s.enqueue(ctx, Item{Msg: clone(msg), Acker: acker, Seq: seq})
+}
+
+func (s *Sender) enqueue(ctx context.Context, it Item) error {
 	select {
-	case s.q <- clone(msg):
+	case s.q <- it:
+		s.mu.Lock()
+		retired := s.retired
+		s.mu.Unlock()
+		if retired {
+			s.passOn(ctx)
+		}
 		return nil
 	case <-ctx.Done():
 		s.Dropped.Add(1)
@@ -192,10 +223,53 @@ func (s *Sender) Send(ctx context.Context, msg []byte) error {
 	}
 }
 
+// Retire hands what a stopped sender never wrote (its Run has returned)
+// to successor, oldest first, or, with no successor, acknowledges it as
+// abandoned (a deleted route). Messages queued after Retire, by callers
+// that picked this sender just before it was replaced, follow the same way.
+func (s *Sender) Retire(ctx context.Context, successor *Sender) {
+	s.mu.Lock()
+	s.retired, s.successor = true, successor
+	s.mu.Unlock()
+	s.passOn(ctx)
+}
+
+// passOn empties the queue of a retired sender; each item is taken by
+// exactly one caller, so none is acknowledged twice.
+func (s *Sender) passOn(ctx context.Context) {
+	s.mu.Lock()
+	next, unsent := s.successor, s.unsent
+	s.unsent = nil
+	s.mu.Unlock()
+	handOver := func(it Item) {
+		if next != nil {
+			// On failure (shutting down) it stays unacknowledged, so the
+			// caller's cursor stays before it and it is sent again later.
+			_ = next.enqueue(ctx, it)
+			return
+		}
+		s.Dropped.Add(1)
+		if it.Acker != nil {
+			it.Acker.Ack(it.Seq)
+		}
+	}
+	if unsent != nil {
+		handOver(*unsent)
+	}
+	for {
+		select {
+		case it := <-s.q:
+			handOver(it)
+		default:
+			return
+		}
+	}
+}
+
 // TrySend queues a copy of msg if there is room, else drops it (counted).
 func (s *Sender) TrySend(msg []byte) bool {
 	select {
-	case s.q <- clone(msg):
+	case s.q <- Item{Msg: clone(msg)}:
 		return true
 	default:
 		s.Dropped.Add(1)
@@ -209,7 +283,8 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 func (s *Sender) Run(ctx context.Context) error {
 	var (
 		conn    net.Conn
-		pending []byte // taken from the queue but not yet written
+		pending *Item // taken from the queue but not yet written
+		item    Item
 		lastUse time.Time
 		backoff = 100 * time.Millisecond
 		frame   = make([]byte, 0, 4096)
@@ -218,20 +293,26 @@ func (s *Sender) Run(ctx context.Context) error {
 		if conn != nil {
 			conn.Close()
 		}
+		if pending != nil {
+			s.mu.Lock()
+			s.unsent = pending
+			s.mu.Unlock()
+		}
 	}()
 	for {
 		idle := false
 		if pending == nil {
 			select {
-			case pending = <-s.q:
+			case item = <-s.q:
 			default:
 				idle = true // nothing queued: wait, and check the peer after
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
-				case pending = <-s.q:
+				case item = <-s.q:
 				}
 			}
+			pending = &item
 		}
 		// After waiting for a message, make sure the peer did not close the
 		// connection meanwhile: a write into a closed connection "succeeds"
@@ -258,7 +339,7 @@ func (s *Sender) Run(ctx context.Context) error {
 			conn = c
 			s.Reconnects.Add(1)
 		}
-		frame = s.encode(frame[:0], pending)
+		frame = s.encode(frame[:0], pending.Msg)
 		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if _, err := conn.Write(frame); err != nil {
 			s.setErr(fmt.Errorf("write: %w", err))
@@ -267,6 +348,9 @@ func (s *Sender) Run(ctx context.Context) error {
 			continue // pending is retried on the next connection
 		}
 		lastUse = time.Now()
+		if pending.Acker != nil {
+			pending.Acker.Ack(pending.Seq)
+		}
 		pending = nil
 		backoff = 100 * time.Millisecond
 		s.Sent.Add(1)
