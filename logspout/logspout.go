@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	docker "github.com/fsouza/go-dockerclient"
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +72,7 @@ type Logspout struct {
 	ctx       context.Context
 
 	linesIn, linesSkipped *prometheus.CounterVec
+	linesOdd              *prometheus.CounterVec // shipped, but truncated or not text
 	hub                   hub
 }
 
@@ -101,8 +103,9 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 	l.events = dockerx.NewWatcher(dcli, l, log)
 	l.linesIn = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_total", Help: "Lines read from containers, by stream."}, []string{"stream"})
 	l.linesSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_skipped_total", Help: "Lines not shipped, by reason."}, []string{"reason"})
+	l.linesOdd = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_odd_total", Help: "Lines shipped but cut at --max-line (truncated), or not text (invalid_utf8, binary), by kind."}, []string{"kind"})
 	if reg != nil {
-		reg.MustRegister(l.linesIn, l.linesSkipped, &routeCollector{l})
+		reg.MustRegister(l.linesIn, l.linesSkipped, l.linesOdd, &routeCollector{l})
 	}
 	return l, nil
 }
@@ -511,13 +514,20 @@ func (l *Logspout) split(r io.Reader, pri int, out chan<- logLine) {
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	counter := l.linesIn.WithLabelValues(stream)
+	// Room for MaxLine of text plus the timestamp Docker puts before each
+	// of its 16 KiB chunks; beyond that the rest of the line is dropped.
+	rawMax := l.cfg.MaxLine + (l.cfg.MaxLine/dockerChunk+2)*48
 	for {
 		line, err := br.ReadSlice('\n')
 		full := append([]byte(nil), line...)
+		cut := false
 		for errors.Is(err, bufio.ErrBufferFull) {
 			line, err = br.ReadSlice('\n')
-			if len(full) < l.cfg.MaxLine+40 {
-				full = append(full, line...)
+			if room := rawMax - len(full); room > 0 {
+				full = append(full, line[:min(room, len(line))]...)
+				cut = cut || room < len(line)
+			} else {
+				cut = true
 			}
 		}
 		if len(full) > 0 {
@@ -532,8 +542,15 @@ func (l *Logspout) split(r io.Reader, pri int, out chan<- logLine) {
 			} else {
 				text := rejoin(full[sp+1:])
 				if len(text) > l.cfg.MaxLine {
-					text = text[:l.cfg.MaxLine]
-					l.linesSkipped.WithLabelValues("truncated").Inc()
+					text, cut = text[:l.cfg.MaxLine], true
+				}
+				if cut {
+					l.linesOdd.WithLabelValues("truncated").Inc()
+				}
+				if !utf8.Valid(text) {
+					l.linesOdd.WithLabelValues("invalid_utf8").Inc()
+				} else if hasControl(text) {
+					l.linesOdd.WithLabelValues("binary").Inc()
 				}
 				counter.Inc()
 				out <- logLine{ts: ts, pri: pri, text: text}
@@ -573,6 +590,16 @@ func rejoin(text []byte) []byte {
 		return text
 	}
 	return append(out, text...)
+}
+
+// hasControl reports control characters other than tab: binary output.
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 func containsEnv(env []string, kv string) bool {

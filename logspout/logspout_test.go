@@ -14,6 +14,7 @@ import (
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deis/dataplane/logger"
 	"github.com/deis/dataplane/logspout"
@@ -172,5 +173,85 @@ func TestLoggerOutageUnderLoad(t *testing.T) {
 		if c := seen[fmt.Sprintf("line %d", i)]; c != 1 {
 			t.Fatalf("line %d arrived %d times (%d before, %d after the outage)", i, c, len(before), len(after))
 		}
+	}
+}
+
+// TestBadInput: binary output, invalid UTF-8 and a 10 MB line are shipped
+// (cut at 64 KiB) without harm and counted, and a container flooding its
+// output does not starve a quiet one; every line of both arrives.
+func TestBadInput(t *testing.T) {
+	t.Parallel()
+	cli := testenv.Docker(t)
+	e := testenv.StartEtcd(t)
+	e.Put("/deis/logs/storageAdapterType", "memory:100000")
+	lg, err := logger.New(logger.Config{SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, lcancel := context.WithCancel(context.Background())
+	go func() { _ = lg.Run(lctx) }()
+	t.Cleanup(lcancel)
+	host, port, _ := net.SplitHostPort(lg.Addr("syslog"))
+	e.Put("/deis/logs/host", host)
+	e.Put("/deis/logs/port", port)
+	reg := prometheus.NewRegistry()
+	ls, err := logspout.New(logspout.Config{Host: "127.0.0.1", StateDir: t.TempDir()}, cli, e.Client(), slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = ls.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	odd := fmt.Sprintf("odd%d", rand.IntN(1e9))
+	script := `printf 'bin \001\002\033[0m\177 end\n'; printf 'bad \377\376 utf8\n'; head -c 10485760 /dev/zero | tr '\0' z; echo; echo after; sleep 3600`
+	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: odd + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", script}}})
+	flood := fmt.Sprintf("flood%d", rand.IntN(1e9))
+	const floodLines = 50000
+	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: flood + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", fmt.Sprintf("seq 1 %d; sleep 3600", floodLines)}}})
+	quiet := fmt.Sprintf("quiet%d", rand.IntN(1e9))
+	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: quiet + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", "for i in 1 2 3 4 5; do echo quiet $i; sleep 0.2; done; sleep 3600"}}})
+
+	testenv.Eventually(t, 30*time.Second, func() bool { return len(lines(t, lg, quiet)) == 5 }, "the quiet container's 5 lines did not arrive while another floods")
+	testenv.Eventually(t, 60*time.Second, func() bool { return len(lines(t, lg, odd)) >= 4 }, "odd lines did not arrive")
+	testenv.Eventually(t, 60*time.Second, func() bool { return len(lines(t, lg, flood)) >= floodLines }, "flood lines did not all arrive")
+	got := lines(t, lg, odd)
+	texts := make([]string, len(got))
+	for i, l := range got {
+		texts[i] = l[strings.Index(l, "]: ")+3:]
+	}
+	if len(texts) != 4 || !strings.HasPrefix(texts[0], "bin ") || !strings.HasPrefix(texts[1], "bad ") || texts[2] != strings.Repeat("z", 64<<10) || texts[3] != "after" {
+		short := make([]string, len(texts))
+		for i, s := range texts {
+			short[i] = fmt.Sprintf("%.40q (%d bytes)", s, len(s))
+		}
+		t.Fatalf("odd container's lines = %v; want bin, bad, 64 KiB of z, after", short)
+	}
+	seen := map[string]int{}
+	for _, l := range lines(t, lg, flood) {
+		seen[l[strings.Index(l, "]: ")+3:]]++
+	}
+	for i := 1; i <= floodLines; i++ {
+		if c := seen[fmt.Sprint(i)]; c != 1 {
+			t.Fatalf("flood line %d arrived %d times", i, c)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == "logspout_lines_odd_total" {
+			for _, m := range mf.GetMetric() {
+				counted[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	// Docker's json-file driver already replaces invalid UTF-8 with U+FFFD,
+	// so that line reaches logspout as valid text (other drivers may not).
+	if counted["truncated"] != 1 || counted["binary"] != 1 || counted["invalid_utf8"] > 1 {
+		t.Fatalf("logspout_lines_odd_total = %v; want truncated and binary counted once each", counted)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/dockerx"
 	"github.com/deis/dataplane/pkg/etcdutil"
+	"github.com/deis/dataplane/router/settings"
 )
 
 func main() {
@@ -23,6 +24,7 @@ func main() {
 		webAddr string
 		routes  string
 		tlsCA   string
+		maxLine string
 		cfg     logspout.Config
 	)
 	fs := flag.NewFlagSet("logspout", flag.ExitOnError)
@@ -31,7 +33,15 @@ func main() {
 	fs.StringVar(&cfg.StateDir, "state-dir", daemon.Env("STATE_DIR", "/var/lib/logspout"), "where per-container cursors are kept (env STATE_DIR)")
 	fs.StringVar(&routes, "route", daemon.Env("ROUTE_URIS", ""), "extra syslog routes, comma-separated syslog://, syslog+tcp://, syslog+tls:// URLs (env ROUTE_URIS)")
 	fs.StringVar(&tlsCA, "tls-ca", daemon.Env("TLS_CA", ""), "PEM file of CAs that verify syslog+tls routes instead of the system roots (env TLS_CA)")
+	fs.StringVar(&maxLine, "max-line", daemon.Env("MAX_LINE", "64k"), "longest line shipped; Docker's 16 KiB pieces are rejoined up to this, the rest is cut and counted (env MAX_LINE)")
 	daemon.Parse(fs, os.Args[1:], common.Validate, func() error {
+		n, err := settings.ParseSize(maxLine)
+		if err != nil || n < 1024 || n > 1<<20 {
+			return fmt.Errorf("--max-line: %q must be a size from 1k to 1m", maxLine)
+		}
+		cfg.MaxLine = int(n)
+		return nil
+	}, func() error {
 		if tlsCA == "" {
 			return nil
 		}
