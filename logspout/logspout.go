@@ -250,7 +250,9 @@ func (l *Logspout) followLogger(ctx, sendCtx context.Context, w *etcdwatch.Watch
 	var cur string
 	// The current sender is stopped when replaced; on shutdown it lives on
 	// until sendCtx ends, so its queue can drain.
-	run := &struct{ stop func(successor *sender.Sender) }{stop: func(*sender.Sender) {}}
+	run := &struct {
+		stop func(successor *sender.Sender)
+	}{stop: func(*sender.Sender) {}}
 	for {
 		var snap *etcdwatch.Snapshot
 		select {

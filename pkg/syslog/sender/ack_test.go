@@ -121,4 +121,3 @@ func TestRetire(t *testing.T) {
 		t.Fatalf("abandoned: acked %v, dropped %d; want 4 and 4", got, next.Dropped.Load())
 	}
 }
-
