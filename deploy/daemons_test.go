@@ -113,7 +113,7 @@ func TestEveryDaemonStartsServesHealthAndStops(t *testing.T) {
 		{"logger", []string{"--syslog-addr", testenv.FreeAddr(t), "--log-root", t.TempDir()}, "--http-addr"},
 		{"logspout", []string{"--state-dir", t.TempDir()}, "--web-addr"},
 		{"publisher", nil, "--health-addr"},
-		{"builder", nil, "--health-addr"},
+		{"builder", []string{"--ssh-addr", testenv.FreeAddr(t), "--repo-root", t.TempDir()}, "--health-addr"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			admin := testenv.FreeAddr(t)

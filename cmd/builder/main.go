@@ -1,15 +1,86 @@
-// Command builder will be the SSH git server behind `git push deis master`
-// (issue 7). Until that lands it is the daemon shell every component starts
-// from: it parses the contract's flags, reports etcd and Docker reachability
-// on /healthz, serves /metrics, and stops cleanly on SIGTERM.
+// Command builder is the SSH git server behind `git push deis master`: it
+// builds the pushed revision on Docker and records a release in etcd.
+// `builder hook` is the pre-receive hook git runs inside each push.
 package main
 
 import (
+	"context"
+	"flag"
+	"fmt"
 	"os"
+	"strconv"
+	"time"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/deis/dataplane/builder"
 	"github.com/deis/dataplane/pkg/daemon"
+	"github.com/deis/dataplane/pkg/dockerx"
+	"github.com/deis/dataplane/pkg/etcdutil"
 )
 
 func main() {
-	os.Exit(daemon.RunShell("builder", "health-addr", "HEALTH_ADDR", ":9092", os.Args[1:]))
+	if len(os.Args) > 1 && os.Args[1] == "hook" {
+		os.Exit(builder.RunHook(os.Stdin, os.Stdout, os.Stderr))
+	}
+	var (
+		common     daemon.Common
+		cfg        builder.Config
+		healthAddr string
+		keep       string
+		keepAlive  string
+	)
+	fs := flag.NewFlagSet("builder", flag.ExitOnError)
+	common.Register(fs)
+	fs.StringVar(&cfg.SSHAddr, "ssh-addr", daemon.Env("SSH_ADDR", ":2223"), "SSH git address (env SSH_ADDR)")
+	fs.StringVar(&healthAddr, "health-addr", daemon.Env("HEALTH_ADDR", ":9092"), "health and metrics address (env HEALTH_ADDR)")
+	fs.StringVar(&cfg.RepoRoot, "repo-root", daemon.Env("REPO_ROOT", "/var/lib/builder/repos"), "where the apps' bare git repositories are kept (env REPO_ROOT)")
+	fs.StringVar(&cfg.StackImage, "stack-image", daemon.Env("STACK_IMAGE", "deis/busybox:latest"), "base image of apps pushed without a Dockerfile (env STACK_IMAGE)")
+	fs.StringVar(&keep, "keep-releases", daemon.Env("KEEP_RELEASES", "5"), "build images kept per app (env KEEP_RELEASES)")
+	fs.StringVar(&keepAlive, "keepalive", daemon.Env("KEEPALIVE", "30s"), "SSH keep-alive interval, so idle timeouts in front do not cut long builds (env KEEPALIVE)")
+	daemon.Parse(fs, os.Args[1:], common.Validate, func() error {
+		n, err := strconv.Atoi(keep)
+		if err != nil || n < 1 {
+			return fmt.Errorf("--keep-releases: %q must be a whole number of at least 1", keep)
+		}
+		cfg.KeepReleases = n
+		d, err := daemon.ParseDuration(keepAlive)
+		if err != nil || d < time.Second {
+			return fmt.Errorf("--keepalive: %q must be a duration of at least 1s", keepAlive)
+		}
+		cfg.KeepAlive = d
+		return nil
+	})
+	cfg.Host = common.Host
+	log := daemon.NewLogger("builder", common.LogLevel)
+	ecli, err := etcdutil.Connect(common.Etcd)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "builder: --etcd: %v\n", err)
+		os.Exit(2)
+	}
+	defer ecli.Close()
+	dcli, err := dockerx.Connect(common.Docker)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "builder: --docker: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := daemon.SignalContext()
+	defer stop()
+	reg := daemon.NewMetrics()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	b, err := builder.New(sctx, cfg, ecli, dcli, log, reg)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "builder: %v\n", err)
+		os.Exit(2)
+	}
+	admin, err := daemon.NewAdmin(healthAddr, b.Health, reg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "builder: --health-addr: %v\n", err)
+		os.Exit(2)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return b.Run(gctx) })
+	os.Exit(daemon.Exit(log, g.Wait()))
 }

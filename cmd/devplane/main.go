@@ -108,7 +108,7 @@ func main() {
 		children = append(children,
 			child{"publisher", []string{"--health-addr", addr(pubPort)}, fmt.Sprintf("publisher  health http://127.0.0.1:%d/healthz", pubPort)},
 			child{"logspout", []string{"--web-addr", addr(webPort), "--state-dir", filepath.Join(dataDir, "logspout")}, fmt.Sprintf("logspout   http://127.0.0.1:%d/healthz", webPort)},
-			child{"builder", []string{"--health-addr", addr(builderHealth)}, fmt.Sprintf("builder    ssh 127.0.0.1:%d  health http://127.0.0.1:%d/healthz", builderPort, builderHealth)},
+			child{"builder", []string{"--ssh-addr", addr(builderPort), "--health-addr", addr(builderHealth), "--repo-root", filepath.Join(dataDir, "repos")}, fmt.Sprintf("builder    ssh 127.0.0.1:%d  health http://127.0.0.1:%d/healthz", builderPort, builderHealth)},
 		)
 	}
 

@@ -1,0 +1,51 @@
+package builder
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/deis/dataplane/pkg/keys"
+)
+
+// HostKey returns the SSH host key every builder instance shares: the one
+// in etcd at /deis/builder/sshHostKey, or, on the very first start, a new
+// ed25519 key stored there (create-if-absent, so two builders starting at
+// once still agree on one key).
+func HostKey(ctx context.Context, cli *clientv3.Client) (gossh.Signer, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate host key: %w", err)
+	}
+	block, err := gossh.MarshalPrivateKey(priv, "deis builder")
+	if err != nil {
+		return nil, fmt.Errorf("encode host key: %w", err)
+	}
+	fresh := string(pem.EncodeToMemory(block))
+	resp, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(keys.BuilderSSHHostKey), "=", 0)).
+		Then(clientv3.OpPut(keys.BuilderSSHHostKey, fresh)).
+		Else(clientv3.OpGet(keys.BuilderSSHHostKey)).
+		Commit()
+	if err != nil {
+		return nil, fmt.Errorf("read or store %s: %w", keys.BuilderSSHHostKey, err)
+	}
+	stored := fresh
+	if !resp.Succeeded {
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			return nil, fmt.Errorf("%s vanished while being read", keys.BuilderSSHHostKey)
+		}
+		stored = string(kvs[0].Value)
+	}
+	signer, err := gossh.ParsePrivateKey([]byte(stored))
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a usable PEM private key: %w", keys.BuilderSSHHostKey, err)
+	}
+	return signer, nil
+}
