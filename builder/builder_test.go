@@ -71,7 +71,7 @@ func start(t *testing.T) *env {
 	b, err := builder.New(ctx, builder.Config{
 		SSHAddr: "127.0.0.1:0", Host: "127.0.0.1", RepoRoot: filepath.Join(dir, "repos"),
 		StackImage: testenv.BusyboxImage, HookBin: hookBin, LockTTL: 3 * time.Second,
-	}, e.Client(), cli, slog.New(slog.DiscardHandler), nil)
+	}, e.Client(), cli, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

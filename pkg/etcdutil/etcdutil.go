@@ -19,11 +19,14 @@ func Connect(endpoints []string) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            endpoints,
 		DialTimeout:          2 * time.Second,
-		DialKeepAliveTime:    5 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
+		// etcd refuses pings closer than 5 s, and pings on a connection
+		// without streams (GOAWAY "too_many_pings"): ping at 10 s, only
+		// while a watch or request is open.
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
 		AutoSyncInterval:     0,
 		Logger:               zap.NewNop(),
-		PermitWithoutStream:  true,
+		PermitWithoutStream:  false,
 		// gRPC's default reconnect backoff grows to two minutes; after an
 		// etcd restart we want to be back within a second or so.
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
