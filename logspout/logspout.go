@@ -423,11 +423,48 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 		format.PriStdout: {l: l, key: cursorKey(id, format.PriStdout)},
 		format.PriStderr: {l: l, key: cursorKey(id, format.PriStderr)},
 	}
+	follow := true
+	var buf []byte // the message being formatted, reused
+	for attempt := 0; ; attempt++ {
+		if !l.readLog(ctx, id, tty, follow, cursors, func(ln logLine) bool {
+			return l.shipLine(ctx, &buf, ln, name, app, proc, labels, flights)
+		}) {
+			return // shutting down: each cursor stays before its unsent line
+		}
+		if !follow || ctx.Err() != nil {
+			return
+		}
+		// The follow stream ended. Docker ends it when the container stops,
+		// sometimes before the reader has caught up with the log, so read
+		// what is left once more without following; if the container still
+		// runs (Docker restarted, the stream broke), follow again.
+		info, err := l.docker.InspectContainerWithOptions(docker.InspectContainerOptions{ID: id, Context: ctx})
+		if err != nil {
+			return // gone
+		}
+		if !info.State.Running {
+			follow = false
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(time.Duration(attempt+1)*time.Second, 10*time.Second)):
+		}
+	}
+}
+
+// readLog streams one container's log after the per-stream cursors and
+// hands each newer line to ship, stopping early when ship returns false.
+// It reports whether it read to the end.
+func (l *Logspout) readLog(ctx context.Context, id string, tty, follow bool, cursors map[int]time.Time, ship func(logLine) bool) bool {
 	var since int64
 	if a, b := cursors[format.PriStdout], cursors[format.PriStderr]; !a.IsZero() && !b.IsZero() {
 		since = min(a.Unix(), b.Unix()) // second granularity: older lines are skipped below
 	} // else a stream never shipped anything: read the whole log; the other
 	// stream's cursor still skips what it already sent
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	outR, outW := io.Pipe()
 	errR, errW := io.Pipe()
 	lines := make(chan logLine, 256)
@@ -437,54 +474,70 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 	go func() {
 		err := l.docker.Logs(docker.LogsOptions{
 			Context: ctx, Container: id, OutputStream: outW, ErrorStream: errW,
-			Follow: true, Stdout: true, Stderr: true, Timestamps: true, Since: since, RawTerminal: tty,
+			Follow: follow, Stdout: true, Stderr: true, Timestamps: true, Since: since, RawTerminal: tty,
 		})
 		if err != nil && ctx.Err() == nil {
-			l.log.Debug("log stream ended", "container", name, "err", err)
+			l.log.Debug("log stream ended", "container", id, "err", err)
 		}
 		outW.Close()
 		errW.Close()
 		readers.Wait()
 		close(lines)
 	}()
-	var buf []byte
+	defer func() {
+		cancel()
+		outR.Close()
+		errR.Close()
+		for range lines { // let the reader goroutines finish
+		}
+	}()
 	for ln := range lines {
 		if !ln.ts.After(cursors[ln.pri]) {
 			l.linesSkipped.WithLabelValues("already_shipped").Inc()
 			continue
 		}
-		buf = format.AppendRFC5424(buf[:0], &format.Message{
-			Priority: ln.pri, Time: ln.ts, Host: l.cfg.Host, App: app, ProcID: proc, Text: ln.text,
-		})
-		routes, any := l.targets(name, app, labels, ln.pri)
-		for !any {
-			// No destination at all (the logger is not announced yet):
-			// wait; the line stays in Docker's log and the cursor before it.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			routes, any = l.targets(name, app, labels, ln.pri)
-		}
-		if len(routes) == 0 {
-			l.linesSkipped.WithLabelValues("filtered").Inc()
-		}
-		// The cursor moves past this line once every route has written it.
-		flight := flights[ln.pri]
-		seq := flight.add(ln.ts, len(routes))
-		for _, s := range routes {
-			if err := s.SendAcked(ctx, buf, flight, seq); err != nil {
-				return // shutting down: the cursor stays before this line
-			}
-		}
-		if l.hub.active() {
-			line := ln.ts.UTC().AppendFormat(nil, time.RFC3339Nano)
-			line = append(append(append(append(append(line, ' '), app...), '['), proc...), "]: "...)
-			l.hub.publish(app, append(line, ln.text...))
+		if !ship(ln) {
+			return false
 		}
 		cursors[ln.pri] = ln.ts
 	}
+	return true
+}
+
+// shipLine formats a line and hands it to every route that wants it,
+// waiting for room (Docker's log is the buffer). False when ctx ended.
+func (l *Logspout) shipLine(ctx context.Context, buf *[]byte, ln logLine, name, app, proc string, labels map[string]string, flights map[int]*inflight) bool {
+	*buf = format.AppendRFC5424((*buf)[:0], &format.Message{
+		Priority: ln.pri, Time: ln.ts, Host: l.cfg.Host, App: app, ProcID: proc, Text: ln.text,
+	})
+	routes, any := l.targets(name, app, labels, ln.pri)
+	for !any {
+		// No destination at all (the logger is not announced yet):
+		// wait; the line stays in Docker's log and the cursor before it.
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+		routes, any = l.targets(name, app, labels, ln.pri)
+	}
+	if len(routes) == 0 {
+		l.linesSkipped.WithLabelValues("filtered").Inc()
+	}
+	// The cursor moves past this line once every route has written it.
+	flight := flights[ln.pri]
+	seq := flight.add(ln.ts, len(routes))
+	for _, s := range routes {
+		if err := s.SendAcked(ctx, *buf, flight, seq); err != nil {
+			return false // shutting down: the cursor stays before this line
+		}
+	}
+	if l.hub.active() {
+		line := ln.ts.UTC().AppendFormat(nil, time.RFC3339Nano)
+		line = append(append(append(append(append(line, ' '), app...), '['), proc...), "]: "...)
+		l.hub.publish(app, append(line, ln.text...))
+	}
+	return true
 }
 
 func cursorKey(id string, pri int) string { return id + ":" + strconv.Itoa(pri) }

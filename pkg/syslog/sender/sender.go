@@ -142,7 +142,7 @@ type Sender struct {
 	mu      sync.Mutex
 	lastErr error
 	failing time.Time // since when connecting/writing has failed; zero if fine
-	unsent  *Item     // taken from the queue by Run but not written when it returned
+	unsent  []Item    // taken from the queue by Run but not written when it returned
 	// A retired sender (see Retire) passes what reaches its queue on.
 	retired   bool
 	successor *Sender
@@ -253,8 +253,8 @@ func (s *Sender) passOn(ctx context.Context) {
 			it.Acker.Ack(it.Seq)
 		}
 	}
-	if unsent != nil {
-		handOver(*unsent)
+	for _, it := range unsent {
+		handOver(it)
 	}
 	for {
 		select {
@@ -279,40 +279,61 @@ func (s *Sender) TrySend(msg []byte) bool {
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
+// A busy stream route writes up to this much per system call.
+const (
+	batchBytes = 64 << 10
+	batchMax   = 1024
+)
+
 // Run sends until ctx ends, reconnecting with backoff (100ms to 10s).
+// Messages queued together are written together (one write per batch on
+// stream transports); each is acknowledged once its write succeeded.
 func (s *Sender) Run(ctx context.Context) error {
 	var (
 		conn    net.Conn
-		pending *Item // taken from the queue but not yet written
-		item    Item
+		batch   []Item // taken from the queue but not yet written
 		lastUse time.Time
 		backoff = 100 * time.Millisecond
-		frame   = make([]byte, 0, 4096)
+		frame   = make([]byte, 0, batchBytes+4096)
 	)
 	defer func() {
 		if conn != nil {
 			conn.Close()
 		}
-		if pending != nil {
+		if len(batch) > 0 {
 			s.mu.Lock()
-			s.unsent = pending
+			s.unsent = append(s.unsent, batch...)
 			s.mu.Unlock()
 		}
 	}()
 	for {
 		idle := false
-		if pending == nil {
+		if len(batch) == 0 {
 			select {
-			case item = <-s.q:
+			case it := <-s.q:
+				batch = append(batch, it)
 			default:
 				idle = true // nothing queued: wait, and check the peer after
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
-				case item = <-s.q:
+				case it := <-s.q:
+					batch = append(batch, it)
 				}
 			}
-			pending = &item
+			if s.cfg.Transport != UDP {
+				size := len(batch[0].Msg)
+			fill:
+				for size < batchBytes && len(batch) < batchMax {
+					select {
+					case it := <-s.q:
+						batch = append(batch, it)
+						size += len(it.Msg)
+					default:
+						break fill
+					}
+				}
+			}
 		}
 		// After waiting for a message, make sure the peer did not close the
 		// connection meanwhile: a write into a closed connection "succeeds"
@@ -327,7 +348,7 @@ func (s *Sender) Run(ctx context.Context) error {
 			c, err := s.dial(ctx)
 			if err != nil {
 				s.setErr(err)
-				s.log.Warn("syslog destination unreachable; retrying", "err", err, "retry_in", backoff, "queued", len(s.q))
+				s.log.Warn("syslog destination unreachable; retrying", "err", err, "retry_in", backoff, "queued", len(s.q)+len(batch))
 				select {
 				case <-ctx.Done():
 					return ctx.Err()
@@ -339,23 +360,46 @@ func (s *Sender) Run(ctx context.Context) error {
 			conn = c
 			s.Reconnects.Add(1)
 		}
-		frame = s.encode(frame[:0], pending.Msg)
-		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if _, err := conn.Write(frame); err != nil {
+		written, err := s.write(conn, batch, frame)
+		for _, it := range batch[:written] {
+			if it.Acker != nil {
+				it.Acker.Ack(it.Seq)
+			}
+		}
+		s.Sent.Add(int64(written))
+		batch = append(batch[:0], batch[written:]...)
+		if err != nil {
 			s.setErr(fmt.Errorf("write: %w", err))
 			conn.Close()
 			conn = nil
-			continue // pending is retried on the next connection
+			continue // the rest of the batch is retried on the next connection
 		}
 		lastUse = time.Now()
-		if pending.Acker != nil {
-			pending.Acker.Ack(pending.Seq)
-		}
-		pending = nil
 		backoff = 100 * time.Millisecond
-		s.Sent.Add(1)
 		s.setErr(nil)
 	}
+}
+
+// write sends a batch: one datagram per message over UDP, one write for
+// all over a stream. It returns how many messages were written.
+func (s *Sender) write(conn net.Conn, batch []Item, frame []byte) (int, error) {
+	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if s.cfg.Transport == UDP {
+		for i, it := range batch {
+			if _, err := conn.Write(s.encode(frame[:0], it.Msg)); err != nil {
+				return i, err
+			}
+		}
+		return len(batch), nil
+	}
+	frame = frame[:0]
+	for _, it := range batch {
+		frame = s.encode(frame, it.Msg)
+	}
+	if _, err := conn.Write(frame); err != nil {
+		return 0, err
+	}
+	return len(batch), nil
 }
 
 func (s *Sender) encode(dst, msg []byte) []byte {
