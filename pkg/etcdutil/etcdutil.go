@@ -17,8 +17,8 @@ import (
 // up: components must start (and serve their last state) while etcd is away.
 func Connect(endpoints []string) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:            endpoints,
-		DialTimeout:          2 * time.Second,
+		Endpoints:   endpoints,
+		DialTimeout: 2 * time.Second,
 		// etcd refuses pings closer than 5 s, and pings on a connection
 		// without streams (GOAWAY "too_many_pings"): ping at 10 s, only
 		// while a watch or request is open.
