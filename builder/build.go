@@ -308,7 +308,7 @@ func (p *push) pushImage(ctx context.Context, reg, short string, out io.Writer) 
 	if err := p.b.docker.TagImage(p.app+":"+tag, docker.TagImageOptions{Repo: repo, Tag: tag, Force: true, Context: ctx}); err != nil {
 		return "", fmt.Errorf("tag for %s: %v", reg, err)
 	}
-	if err := p.b.docker.PushImage(docker.PushImageOptions{Name: repo, Tag: tag, Registry: reg, OutputStream: out, Context: ctx, InactivityTimeout: time.Minute}, docker.AuthConfiguration{}); err != nil {
+	if err := p.b.docker.PushImage(docker.PushImageOptions{Name: repo, Tag: tag, Registry: reg, OutputStream: out, Context: ctx, InactivityTimeout: time.Minute}, docker.AuthConfiguration{ServerAddress: reg}); err != nil { // an empty auth sends no X-Registry-Auth, which Docker refuses
 		return "", fmt.Errorf("push to %s: %v", reg, err)
 	}
 	return repo + ":" + tag, nil

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,7 +58,7 @@ type env struct {
 	knownHosts string
 }
 
-func start(t *testing.T) *env {
+func start(t *testing.T, opts ...func(*builder.Config)) *env {
 	t.Helper()
 	cli := testenv.Docker(t)
 	for _, tool := range []string{"git", "ssh"} {
@@ -68,10 +70,14 @@ func start(t *testing.T) *env {
 	e.Put(keys.PlatformDomain, "example.test")
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	b, err := builder.New(ctx, builder.Config{
+	cfg := builder.Config{
 		SSHAddr: "127.0.0.1:0", Host: "127.0.0.1", RepoRoot: filepath.Join(dir, "repos"),
 		StackImage: testenv.BusyboxImage, HookBin: hookBin, LockTTL: 3 * time.Second,
-	}, e.Client(), cli, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	b, err := builder.New(ctx, cfg, e.Client(), cli, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -435,5 +441,81 @@ func TestPushThroughRouter(t *testing.T) {
 	}, "push through the router failed: %v", err)
 	if !strings.Contains(out, app+":v1 deployed") {
 		t.Fatalf("push through the router:\n%s", out)
+	}
+}
+
+// TestRegistryAndPrune: with /deis/registry set, images are pushed to the
+// registry (Debian's docker-registry) and releases name them there; build
+// images beyond the last KeepReleases releases are removed locally.
+func TestRegistryAndPrune(t *testing.T) {
+	registry, err := exec.LookPath("docker-registry")
+	if err != nil {
+		t.Fatalf("docker-registry is not installed (scripts/setup.sh installs it): %v", err)
+	}
+	v := start(t, func(c *builder.Config) { c.KeepReleases = 2 })
+	regAddr := testenv.FreeAddr(t)
+	conf := filepath.Join(v.dir, "registry.yml")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(v.dir, "registry"), regAddr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reg := exec.Command(registry, "serve", conf)
+	var regOut bytes.Buffer
+	reg.Stdout, reg.Stderr = &regOut, &regOut
+	if err := reg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Process.Kill(); _ = reg.Wait() })
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		resp, err := http.Get("http://" + regAddr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	}, "docker-registry did not answer: %s", &regOut)
+	host, port, _ := net.SplitHostPort(regAddr)
+	v.e.Put(keys.RegistryHost, host)
+	v.e.Put(keys.RegistryPort, port)
+
+	alice := v.user("alice", true)
+	app := appName("reg")
+	cleanupImages(t, app)
+	v.app(app, "alice")
+	dir := v.repo(map[string]string{"Dockerfile": "FROM " + testenv.BusyboxImage + "\nCOPY . /app\n", "n": "1"})
+	var shas []string
+	for i := 1; i <= 3; i++ {
+		if i > 1 {
+			v.commit(dir, map[string]string{"n": fmt.Sprint(i)}, "next")
+		}
+		out := v.git(dir, alice, "push", v.remote(app), "master")
+		if !strings.Contains(out, fmt.Sprintf("%s:v%d deployed", app, i)) || !strings.Contains(out, "Pushing to the registry "+regAddr) {
+			t.Fatalf("push %d:\n%s", i, out)
+		}
+		shas = append(shas, strings.TrimSpace(v.git(dir, "", "rev-parse", "HEAD"))[:8])
+	}
+	if r := v.release(app, 3); r == nil || r.Image != regAddr+"/"+app+":git-"+shas[2] {
+		t.Fatalf("release v3 image = %+v, want it in the registry", r)
+	}
+	resp, err := http.Get("http://" + regAddr + "/v2/" + app + "/tags/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, sha := range shas {
+		if !strings.Contains(string(body), "git-"+sha) {
+			t.Fatalf("registry tags %s lack git-%s", body, sha)
+		}
+	}
+	imgs, err := testenv.Docker(t).ListImages(dockerListByApp(app))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []string
+	for _, img := range imgs {
+		tags = append(tags, img.RepoTags...)
+	}
+	joined := strings.Join(tags, " ")
+	if strings.Contains(joined, "git-"+shas[0]) || !strings.Contains(joined, "git-"+shas[1]) || !strings.Contains(joined, "git-"+shas[2]) {
+		t.Fatalf("local build images after 3 releases with 2 kept: %v (releases %v)", tags, shas)
 	}
 }
