@@ -114,6 +114,11 @@ func (v *env) user(name string, registered bool) (keyFile string) {
 	if registered {
 		spub, _ := gossh.NewPublicKey(pub)
 		v.e.Put(keys.BuilderUserKey(name, builder.Fingerprint(spub)), string(gossh.MarshalAuthorizedKey(spub)))
+		// The key reaches the builder through its etcd watch.
+		_, port, _ := net.SplitHostPort(v.addr)
+		testenv.Eventually(v.t, 10*time.Second, func() bool {
+			return exec.Command("sh", "-c", v.sshCommand(keyFile)+" -p "+port+" git@127.0.0.1 ping").Run() == nil
+		}, "the builder never accepted %s's new key", name)
 	}
 	return keyFile
 }
@@ -325,6 +330,12 @@ func TestRefusals(t *testing.T) {
 	if out, code := ssh(alice, "ls", "/"); code == 0 || !strings.Contains(out, "not allowed") {
 		t.Errorf("ls: %d %q", code, out)
 	}
+	// An admin may push to any app.
+	dave := v.user("dave", true)
+	v.e.Put(keys.Admin("dave"), "true")
+	if out, err := v.gitErr(dir, dave, "push", "--dry-run", v.remote(app), "master"); err != nil {
+		t.Errorf("admin push (dry run): %v\n%s", err, out)
+	}
 	// A collaborator may push.
 	if out, err := v.gitErr(dir, carol, "push", v.remote(app), "master"); err != nil || !strings.Contains(out, "v1 deployed") {
 		t.Fatalf("collaborator push: %v\n%s", err, out)
@@ -517,5 +528,69 @@ func TestRegistryAndPrune(t *testing.T) {
 	joined := strings.Join(tags, " ")
 	if strings.Contains(joined, "git-"+shas[0]) || !strings.Contains(joined, "git-"+shas[1]) || !strings.Contains(joined, "git-"+shas[2]) {
 		t.Fatalf("local build images after 3 releases with 2 kept: %v (releases %v)", tags, shas)
+	}
+}
+
+// TestKeepAlive: the builder sends SSH keep-alive requests on an idle
+// session, so idle timeouts in front do not cut long builds.
+func TestKeepAlive(t *testing.T) {
+	v := start(t, func(c *builder.Config) { c.KeepAlive = 200 * time.Millisecond })
+	keyFile := v.user("alice", true)
+	pem, _ := os.ReadFile(keyFile)
+	signer, err := gossh.ParsePrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		c     gossh.Conn
+		chans <-chan gossh.NewChannel
+		reqs  <-chan *gossh.Request
+	)
+	// The key reaches the builder through its etcd watch: retry briefly.
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		conn, err := net.Dial("tcp", v.addr)
+		if err != nil {
+			return false
+		}
+		c, chans, reqs, err = gossh.NewClientConn(conn, v.addr, &gossh.ClientConfig{User: "git", Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)}, HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second})
+		if err != nil {
+			conn.Close()
+		}
+		return err == nil
+	}, "could not log in with a registered key")
+	defer c.Close()
+	go func() {
+		for ch := range chans {
+			_ = ch.Reject(gossh.Prohibited, "no")
+		}
+	}()
+	client := gossh.NewClient(c, nil, nil)
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	stdin, _ := sess.StdinPipe() // keep the session open: run "ping" but never close stdin
+	_ = stdin
+	if err := sess.Start("ping"); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	deadline := time.After(5 * time.Second)
+	for got < 2 {
+		select {
+		case r := <-reqs:
+			if r == nil {
+				t.Fatalf("connection closed after %d keep-alives", got)
+			}
+			if r.Type == "keepalive@openssh.com" {
+				got++
+			}
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+		case <-deadline:
+			t.Fatalf("%d keep-alive requests in 5 s with a 200 ms interval", got)
+		}
 	}
 }
