@@ -9,13 +9,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -277,7 +275,3 @@ func (b *Builder) track(p *push) (untrack func()) {
 	}
 }
 
-// errRefused marks a refusal already explained to the client.
-var errRefused = errors.New("refused")
-
-func itoa(n int) string { return strconv.Itoa(n) }

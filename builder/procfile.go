@@ -2,6 +2,7 @@ package builder
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -25,9 +26,9 @@ func ParseProcfile(data []byte) (map[string]string, error) {
 			case string:
 				procs[k] = v
 			case nil:
-				return nil, fmt.Errorf("Procfile: process type %q has no command", k)
+				return nil, fmt.Errorf("process type %q in the Procfile has no command", k)
 			case map[string]any, []any:
-				return nil, fmt.Errorf("Procfile: process type %q: want a command line, not a %T", k, v)
+				return nil, fmt.Errorf("process type %q in the Procfile: want a command line, not a %T", k, v)
 			default:
 				procs[k] = fmt.Sprint(v)
 			}
@@ -41,7 +42,7 @@ func ParseProcfile(data []byte) (map[string]string, error) {
 			}
 			name, cmd, ok := strings.Cut(line, ":")
 			if !ok {
-				return nil, fmt.Errorf("Procfile line %d: want <type>: <command> (%v)", n, err)
+				return nil, fmt.Errorf("line %d of the Procfile: want <type>: <command> (%v)", n, err)
 			}
 			procs[strings.TrimSpace(name)] = strings.TrimSpace(cmd)
 		}
@@ -49,16 +50,16 @@ func ParseProcfile(data []byte) (map[string]string, error) {
 	names := make([]string, 0, len(procs))
 	for name, cmd := range procs {
 		if err := keys.ValidateAppName(name); err != nil {
-			return nil, fmt.Errorf("Procfile: process type %q: %v", name, err)
+			return nil, fmt.Errorf("process type %q in the Procfile: %v", name, err)
 		}
 		if strings.TrimSpace(cmd) == "" {
-			return nil, fmt.Errorf("Procfile: process type %q has no command", name)
+			return nil, fmt.Errorf("process type %q in the Procfile has no command", name)
 		}
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	if len(names) == 0 {
-		return nil, fmt.Errorf("Procfile: no process types")
+		return nil, errors.New("the Procfile names no process types")
 	}
 	return procs, nil
 }
