@@ -45,6 +45,24 @@ func runLogspout(t *testing.T, e *testenv.Etcd, cli *docker.Client, state string
 	return stop
 }
 
+// startLogger runs our real logger (memory store, room for 100,000 lines
+// per app) and announces it in etcd for logspout.
+func startLogger(t *testing.T, e *testenv.Etcd) *logger.Logger {
+	t.Helper()
+	e.Put("/deis/logs/storageAdapterType", "memory:100000")
+	lg, err := logger.New(logger.Config{SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = lg.Run(ctx) }()
+	t.Cleanup(cancel)
+	host, port, _ := net.SplitHostPort(lg.Addr("syslog"))
+	e.Put("/deis/logs/host", host)
+	e.Put("/deis/logs/port", port)
+	return lg
+}
+
 func lines(t *testing.T, l *logger.Logger, app string) []string {
 	resp, err := http.Get("http://" + l.Addr("http") + "/logs/" + app + "?log_lines=100000")
 	if err != nil {
@@ -66,17 +84,7 @@ func TestEveryLineOnceAcrossRestart(t *testing.T) {
 	t.Parallel()
 	cli := testenv.Docker(t)
 	e := testenv.StartEtcd(t)
-	lg, err := logger.New(logger.Config{SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Put("/deis/logs/storageAdapterType", "memory:100000")
-	lctx, lcancel := context.WithCancel(context.Background())
-	go func() { _ = lg.Run(lctx) }()
-	t.Cleanup(lcancel)
-	host, port, _ := net.SplitHostPort(lg.Addr("syslog"))
-	e.Put("/deis/logs/host", host)
-	e.Put("/deis/logs/port", port)
+	lg := startLogger(t, e)
 
 	state := t.TempDir()
 	stop := runLogspout(t, e, cli, state)
@@ -185,17 +193,7 @@ func TestBadInput(t *testing.T) {
 	t.Parallel()
 	cli := testenv.Docker(t)
 	e := testenv.StartEtcd(t)
-	e.Put("/deis/logs/storageAdapterType", "memory:100000")
-	lg, err := logger.New(logger.Config{SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lctx, lcancel := context.WithCancel(context.Background())
-	go func() { _ = lg.Run(lctx) }()
-	t.Cleanup(lcancel)
-	host, port, _ := net.SplitHostPort(lg.Addr("syslog"))
-	e.Put("/deis/logs/host", host)
-	e.Put("/deis/logs/port", port)
+	lg := startLogger(t, e)
 	reg := prometheus.NewRegistry()
 	ls, err := logspout.New(logspout.Config{Host: "127.0.0.1", StateDir: t.TempDir()}, cli, e.Client(), slog.New(slog.DiscardHandler), reg)
 	if err != nil {
