@@ -35,6 +35,9 @@ func indexUsers(snap *etcdwatch.Snapshot, bad func(key string, why string)) user
 	sort.Strings(names) // a fingerprint registered twice goes to the first user
 	for _, k := range names {
 		user, fp, ok := strings.Cut(strings.TrimPrefix(k, keys.BuilderUsersPrefix), "/")
+		if len(fp) > 4 && strings.EqualFold(fp[:4], "md5:") {
+			fp = fp[4:] // as `ssh-keygen -E md5 -l` prints it
+		}
 		if !ok || user == "" || fp == "" {
 			bad(k, "want /deis/builder/users/<user>/<fingerprint>")
 			continue

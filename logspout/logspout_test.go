@@ -213,7 +213,15 @@ func TestBadInput(t *testing.T) {
 	quiet := fmt.Sprintf("quiet%d", rand.IntN(1e9))
 	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: quiet + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", "for i in 1 2 3 4 5; do echo quiet $i; sleep 0.2; done; sleep 3600"}}})
 
+	tty := fmt.Sprintf("tty%d", rand.IntN(1e9))
+	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: tty + "_v1.web.1", Config: &docker.Config{Tty: true, Cmd: []string{"sh", "-c", "echo tty 1; echo tty 2 >&2; echo tty 3; sleep 3600"}}})
 	testenv.Eventually(t, 30*time.Second, func() bool { return len(lines(t, lg, quiet)) == 5 }, "the quiet container's 5 lines did not arrive while another floods")
+	testenv.Eventually(t, 30*time.Second, func() bool { return len(lines(t, lg, tty)) == 3 }, "the TTY container's 3 lines did not arrive")
+	for i, l := range lines(t, lg, tty) {
+		if !strings.HasSuffix(l, fmt.Sprintf("]: tty %d", i+1)) {
+			t.Fatalf("TTY line %d = %q", i+1, l)
+		}
+	}
 	testenv.Eventually(t, 60*time.Second, func() bool { return len(lines(t, lg, odd)) >= 4 }, "odd lines did not arrive")
 	testenv.Eventually(t, 60*time.Second, func() bool { return len(lines(t, lg, flood)) >= floodLines }, "flood lines did not all arrive")
 	got := lines(t, lg, odd)
