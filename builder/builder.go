@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -168,11 +169,11 @@ func (b *Builder) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { _ = b.ann.Run(ctx) })
 	_, port, _ := net.SplitHostPort(b.Addr())
-	if err := b.ann.Put(ctx, keys.BuilderHost, b.cfg.Host); err != nil {
-		b.log.Warn("announce", "err", err)
-	}
-	if err := b.ann.Put(ctx, keys.BuilderPort, port); err != nil {
-		b.log.Warn("announce", "err", err)
+	// Without a lease yet the keys are written as soon as one is granted.
+	for key, value := range map[string]string{keys.BuilderHost: b.cfg.Host, keys.BuilderPort: port} {
+		if err := b.ann.Put(ctx, key, value); err != nil && !errors.Is(err, announce.ErrNoLease) {
+			b.log.Warn("announce", "key", key, "err", err)
+		}
 	}
 	wg.Go(func() {
 		t := time.NewTicker(2 * time.Second)
