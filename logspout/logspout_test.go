@@ -263,3 +263,45 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("logspout_lines_odd_total = %v; want truncated and binary counted once each", counted)
 	}
 }
+
+// TestLoggerMoves: when /deis/logs/* points at another logger, lines go
+// there within 2 s, and between the two loggers every line arrives
+// exactly once.
+func TestLoggerMoves(t *testing.T) {
+	t.Parallel()
+	cli := testenv.Docker(t)
+	e := testenv.StartEtcd(t)
+	first := startLogger(t, e)
+	runLogspout(t, e, cli, t.TempDir())
+	app := fmt.Sprintf("moves%d", rand.IntN(1e9))
+	const n = 1500
+	script := fmt.Sprintf("for i in $(seq 1 %d); do echo line $i; if [ $((i %% 50)) = 0 ]; then sleep 0.1; fi; done; sleep 3600", n)
+	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: app + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", script}}})
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(lines(t, first, app)) >= 200 }, "no lines at the first logger")
+	// A second logger comes up (it announces itself in etcd too).
+	second, err := logger.New(logger.Config{SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = second.Run(ctx) }()
+	t.Cleanup(cancel)
+	_, port, _ := net.SplitHostPort(second.Addr("syslog"))
+	e.Put("/deis/logs/port", port)
+	testenv.Eventually(t, 2*time.Second, func() bool { return len(lines(t, second, app)) > 0 }, "no line at the new logger within 2 s")
+	var a, b []string
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		a, b = lines(t, first, app), lines(t, second, app)
+		return len(a)+len(b) >= n
+	}, "only %d+%d of %d lines", len(a), len(b), n)
+	time.Sleep(time.Second)
+	seen := map[string]int{}
+	for _, l := range append(lines(t, first, app), lines(t, second, app)...) {
+		seen[l[strings.Index(l, "]: ")+3:]]++
+	}
+	for i := 1; i <= n; i++ {
+		if c := seen[fmt.Sprintf("line %d", i)]; c != 1 {
+			t.Fatalf("line %d arrived %d times (%d at the first logger, %d at the second)", i, c, len(a), len(b))
+		}
+	}
+}
