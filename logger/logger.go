@@ -367,6 +367,14 @@ func (l *Logger) acceptLoop(ctx context.Context, ln net.Listener, transport stri
 			continue
 		}
 		conns.Store(c, struct{}{})
+		if ctx.Err() != nil {
+			// Accepted while stopping, perhaps after the close-all above
+			// ran: a client that keeps its connection open (logspout
+			// redials at once) would otherwise hold the stop forever.
+			conns.Delete(c)
+			c.Close()
+			return
+		}
 		wg.Go(func() {
 			defer conns.Delete(c)
 			defer c.Close()
