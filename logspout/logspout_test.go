@@ -305,3 +305,27 @@ func TestLoggerMoves(t *testing.T) {
 		}
 	}
 }
+
+// TestUDPProtocol: /deis/logs/protocol=udp makes the logger route UDP.
+func TestUDPProtocol(t *testing.T) {
+	t.Parallel()
+	cli := testenv.Docker(t)
+	e := testenv.StartEtcd(t)
+	lg := startLogger(t, e)
+	e.Put("/deis/logs/protocol", "udp")
+	ls, err := logspout.New(logspout.Config{Host: "127.0.0.1", StateDir: t.TempDir()}, cli, e.Client(), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = ls.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		r := ls.Routes()
+		return len(r) == 1 && strings.HasPrefix(r[0].URL, "syslog://")
+	}, "the logger route is not UDP: %+v", ls.Routes())
+	app := fmt.Sprintf("udp%d", rand.IntN(1e9))
+	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: app + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", "for i in 1 2 3 4 5; do echo udp $i; sleep 0.05; done; sleep 3600"}}})
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(lines(t, lg, app)) == 5 }, "UDP lines did not arrive: %v", lines(t, lg, app))
+}
