@@ -13,7 +13,7 @@ import (
 	"github.com/deis/dataplane/logger"
 	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/etcdutil"
-	"github.com/deis/dataplane/router/settings"
+	"github.com/deis/dataplane/pkg/units"
 )
 
 func main() {
@@ -34,7 +34,7 @@ func main() {
 	fs.StringVar(&keep, "rotate-keep", daemon.Env("ROTATE_KEEP", "5"), "file adapter: rotated files kept per app (env ROTATE_KEEP)")
 	fs.StringVar(&max, "max-message", daemon.Env("MAX_MESSAGE", "65k"), "largest syslog message accepted (env MAX_MESSAGE)")
 	daemon.Parse(fs, os.Args[1:], common.Validate, func() error {
-		n, err := settings.ParseSize(rotate)
+		n, err := units.ParseSize(rotate)
 		if err != nil || n < 1024 {
 			return fmt.Errorf("--rotate-size: %q must be a size of at least 1k", rotate)
 		}
@@ -42,7 +42,7 @@ func main() {
 		if cfg.RotateKeep, err = strconv.Atoi(keep); err != nil || cfg.RotateKeep < 0 {
 			return fmt.Errorf("--rotate-keep: %q must be a whole number", keep)
 		}
-		m, err := settings.ParseSize(max)
+		m, err := units.ParseSize(max)
 		if err != nil || m < 480 || m > 16<<20 {
 			return fmt.Errorf("--max-message: %q must be a size from 480 to 16m", max)
 		}

@@ -15,7 +15,7 @@ import (
 	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/dockerx"
 	"github.com/deis/dataplane/pkg/etcdutil"
-	"github.com/deis/dataplane/router/settings"
+	"github.com/deis/dataplane/pkg/units"
 )
 
 func main() {
@@ -35,7 +35,7 @@ func main() {
 	fs.StringVar(&tlsCA, "tls-ca", daemon.Env("TLS_CA", ""), "PEM file of CAs that verify syslog+tls routes instead of the system roots (env TLS_CA)")
 	fs.StringVar(&maxLine, "max-line", daemon.Env("MAX_LINE", "64k"), "longest line shipped; Docker's 16 KiB pieces are rejoined up to this, the rest is cut and counted (env MAX_LINE)")
 	daemon.Parse(fs, os.Args[1:], common.Validate, func() error {
-		n, err := settings.ParseSize(maxLine)
+		n, err := units.ParseSize(maxLine)
 		if err != nil || n < 1024 || n > 1<<20 {
 			return fmt.Errorf("--max-line: %q must be a size from 1k to 1m", maxLine)
 		}

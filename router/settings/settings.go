@@ -15,6 +15,7 @@ import (
 
 	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/pkg/units"
 )
 
 // Settings is one consistent set of router settings. Treat as read-only.
@@ -107,7 +108,7 @@ func Parse(kvs map[string]string, prev *Settings) (*Settings, []error) {
 		}
 	}
 	size := func(name string, dst *int64, d, p int64) {
-		field(name, func(v string) (err error) { *dst, err = ParseSize(v); return },
+		field(name, func(v string) (err error) { *dst, err = units.ParseSize(v); return },
 			func() { *dst = d }, func() { *dst = p })
 	}
 	dur := func(name string, dst *time.Duration, d, p time.Duration) {
@@ -181,32 +182,6 @@ func hstsHeader(s *Settings) string {
 		h += "; preload"
 	}
 	return h
-}
-
-// ParseSize parses nginx-style sizes: a number of bytes with an optional
-// unit k, m or g (case-insensitive, powers of 1024). "0" means unlimited.
-func ParseSize(v string) (int64, error) {
-	v = strings.TrimSpace(strings.ToLower(v))
-	if v == "" {
-		return 0, errors.New("empty size")
-	}
-	mult := int64(1)
-	switch v[len(v)-1] {
-	case 'k':
-		mult = 1 << 10
-	case 'm':
-		mult = 1 << 20
-	case 'g':
-		mult = 1 << 30
-	}
-	if mult > 1 {
-		v = v[:len(v)-1]
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("want a size like 1m, 512k or 0 (unlimited)")
-	}
-	return n * mult, nil
 }
 
 // ParseBool accepts true/false, on/off, yes/no, 1/0.
