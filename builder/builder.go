@@ -245,6 +245,7 @@ func (b *Builder) explainRefusal(ctx ssh.Context, challenge gossh.KeyboardIntera
 	msg += "; add yours with `deis keys:add`"
 	_, _ = challenge("", msg, nil, nil)
 	b.m.pushes.WithLabelValues("refused").Inc()
+	b.m.failures.WithLabelValues("unknown_key").Inc()
 	return false
 }
 

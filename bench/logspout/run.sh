@@ -168,6 +168,45 @@ done
 kill $lspid; wait $lspid 2>/dev/null || true
 docker rm -f $(docker ps -aq --filter "name=^/$prefix-l") >/dev/null
 
+# Backlog: the writers finish first (and stay up), then each reader starts
+# on the complete logs, so neither is held back by the writers' own pace:
+# `docker logs -f` of every container until its last line, then a fresh
+# logspout shipping the same containers into the logger.
+phase "backlog: docker logs -f, then logspout, on finished logs"
+start_writers b stay
+last_written() {
+  local n
+  for n in $(seq "$CONTAINERS"); do
+    [ "$(docker logs --tail 1 "$prefix-b$n" 2>&1)" = "b$n line $((PER-1))" ] || return 1
+  done
+}
+until_ok 300 last_written || { echo "backlog writers did not finish" >&2; exit 1; }
+t0=$(now)
+bp=()
+for n in $(seq "$CONTAINERS"); do
+  (timeout 300 docker logs -f "$prefix-b$n" 2>&1 | { grep -m1 -nxF "b$n line $((PER-1))" | cut -d: -f1 > "$tmp/bfloor-$n.tmp" || true
+   now > "$tmp/bfloor-$n.end"; mv "$tmp/bfloor-$n.tmp" "$tmp/bfloor-$n"; }) & bp+=($!)
+done
+bfloor_done() { local n; for n in $(seq "$CONTAINERS"); do [ -s "$tmp/bfloor-$n" ] || return 1; done; }
+until_ok 300 bfloor_done || true
+bfloor_got=$(cat "$tmp"/bfloor-? 2>/dev/null | awk '{s+=$1} END {print s+0}')
+bfloor_secs=$(sub "$(cat "$tmp"/bfloor-*.end | sort -n | tail -1)" "$t0")
+for p in "${bp[@]}"; do pkill -P "$p" 2>/dev/null || true; done
+wait "${bp[@]}" 2>/dev/null || true
+bfloor_rate=$(rate "$bfloor_got" "$bfloor_secs")
+base=$(metric $LOGGER_HTTP logger_stored_lines_total)
+t0=$(now)
+start_logspout "$tmp/state-backlog"
+backlog_done() { [ "$(metric $LOGGER_HTTP logger_stored_lines_total)" -ge $((base+total)) ]; }
+until_ok 300 backlog_done || echo "warning: logspout shipped $(( $(metric $LOGGER_HTTP logger_stored_lines_total) - base )) of $total backlog lines" >&2
+bls_secs=$(sub "$(now)" "$t0")
+bls_got=$(( $(metric $LOGGER_HTTP logger_stored_lines_total) - base ))
+bls_rate=$(rate "$bls_got" "$bls_secs")
+bls_cpu=$(cpu_s $lspid)
+kill $lspid; wait $lspid 2>/dev/null || true
+docker rm -f $(docker ps -aq --filter "name=^/$prefix-b") >/dev/null
+bratio=$(awk -v a="$bls_rate" -v b="$bfloor_rate" 'BEGIN { if (b>0) printf "%.2f", a/b; else print "n/a" }')
+
 # RSS while following IDLE idle containers (a fresh logspout, so the
 # 800,000-line run's heap does not count).
 phase "logspout: RSS with $IDLE idle containers"
@@ -187,7 +226,7 @@ ok() { if awk "BEGIN{exit !($1)}"; then echo yes; else echo "**no**"; fi; }
 {
   echo "## Logspout vs docker logs -f"
   echo
-  echo "$CONTAINERS containers x $PER lines (\`seq | awk\` in busybox), in one run (\`bench/logspout/run.sh\`). Rate = lines received / time from the first line written (Docker's timestamp) to the last line received: by \`docker logs -f\` of all containers at once (the floor), or stored by the logger (memory store) for logspout, which is started before its containers."
+  echo "$CONTAINERS containers x $PER lines (\`seq | awk\` in busybox), in one run (\`bench/logspout/run.sh\`). Live: the readers follow the writers; rate = lines received / time from the first line written (Docker's timestamp) to the last line received: by \`docker logs -f\` of all containers at once (the floor), or stored by the logger (memory store) for logspout, which is started before its containers."
   echo
   echo "| quantity | logspout | docker logs -f | ÷ docker logs -f | target |"
   echo "| --- | ---: | ---: | ---: | --- |"
@@ -195,6 +234,9 @@ ok() { if awk "BEGIN{exit !($1)}"; then echo yes; else echo "**no**"; fi; }
   echo "| lines received / written | $ls_got / $total | $floor_got / $total | | |"
   echo "| seconds, first line written to last received | $ls_secs | $floor_secs | | |"
   echo "| writers' own rate, lines/s (first to last line written) | $ls_write_rate | $floor_write_rate | | |"
+  echo "| **backlog** lines/s: readers start on $total lines already written (logspout into the logger, from its start) | $bls_rate | $bfloor_rate | $bratio | ≥ 0.9: $(ok "$bratio >= 0.9") |"
+  echo "| backlog: lines received, seconds | $bls_got, $bls_secs | $bfloor_got, $bfloor_secs | | |"
+  echo "| backlog: logspout CPU seconds | $bls_cpu | | | |"
   echo
   echo "| logspout | value | target |"
   echo "| --- | ---: | --- |"
@@ -214,6 +256,8 @@ ok() { if awk "BEGIN{exit !($1)}"; then echo yes; else echo "**no**"; fi; }
   echo "chart,series,value,unit"
   echo "logspout_lines_per_s,logspout,$ls_rate,lines/s"
   echo "logspout_lines_per_s,docker logs -f,$floor_rate,lines/s"
+  echo "logspout_backlog_lines_per_s,logspout,$bls_rate,lines/s"
+  echo "logspout_backlog_lines_per_s,docker logs -f,$bfloor_rate,lines/s"
   echo "logspout_lines_lost_duplicated,lost,$lost,lines"
   echo "logspout_lines_lost_duplicated,duplicated,$dup,lines"
   echo "logspout_cpu_s,logspout ($total lines),$ls_cpu,s"
