@@ -8,14 +8,12 @@
 package logspout
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -463,45 +461,35 @@ func (l *Logspout) readLog(ctx context.Context, id string, tty, follow bool, cur
 		since = min(a.Unix(), b.Unix()) // second granularity: older lines are skipped below
 	} // else a stream never shipped anything: read the whole log; the other
 	// stream's cursor still skips what it already sent
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	outR, outW := io.Pipe()
-	errR, errW := io.Pipe()
-	lines := make(chan logLine, 256)
-	var readers sync.WaitGroup
-	readers.Go(func() { l.split(outR, format.PriStdout, lines) })
-	readers.Go(func() { l.split(errR, format.PriStderr, lines) })
-	go func() {
-		err := l.docker.Logs(docker.LogsOptions{
-			Context: ctx, Container: id, OutputStream: outW, ErrorStream: errW,
-			Follow: follow, Stdout: true, Stderr: true, Timestamps: true, Since: since, RawTerminal: tty,
-		})
-		if err != nil && ctx.Err() == nil {
-			l.log.Debug("log stream ended", "container", id, "err", err)
-		}
-		outW.Close()
-		errW.Close()
-		readers.Wait()
-		close(lines)
-	}()
-	defer func() {
-		cancel()
-		outR.Close()
-		errR.Close()
-		for range lines { // let the reader goroutines finish
-		}
-	}()
-	for ln := range lines {
+	emit := func(ln logLine) bool {
 		if !ln.ts.After(cursors[ln.pri]) {
 			l.linesSkipped.WithLabelValues("already_shipped").Inc()
-			continue
+			return true
 		}
 		if !ship(ln) {
 			return false
 		}
 		cursors[ln.pri] = ln.ts
+		return true
 	}
-	return true
+	// Docker's stream is demultiplexed, cut into lines and shipped in this
+	// one goroutine: a line costs no pipe or channel handoff, and a route
+	// that is full stops the reading of Docker's stream (back-pressure).
+	stdout, stderr := l.newSplitter(format.PriStdout, emit), l.newSplitter(format.PriStderr, emit)
+	err := l.docker.Logs(docker.LogsOptions{
+		Context: ctx, Container: id, OutputStream: stdout, ErrorStream: stderr,
+		Follow: follow, Stdout: true, Stderr: true, Timestamps: true, Since: since, RawTerminal: tty,
+	})
+	if stdout.stopped || stderr.stopped {
+		return false
+	}
+	if ctx.Err() != nil {
+		return true // stopping: a partial line stays unshipped, after the cursor
+	}
+	if err != nil {
+		l.log.Debug("log stream ended", "container", id, "err", err)
+	}
+	return stdout.flush() && stderr.flush()
 }
 
 // shipLine formats a line and hands it to every route that wants it,
@@ -560,61 +548,97 @@ type logLine struct {
 	text []byte
 }
 
-// split turns Docker's timestamped stream into lines. Lines longer than
-// MaxLine are cut (the rest is dropped and counted).
-func (l *Logspout) split(r io.Reader, pri int, out chan<- logLine) {
+// lineSplitter is the writer one of Docker's streams (stdout or stderr)
+// is copied into: it cuts the timestamped stream into lines and hands each
+// to emit. Lines longer than MaxLine are cut (the rest is dropped and
+// counted).
+type lineSplitter struct {
+	l       *Logspout
+	pri     int
+	counter prometheus.Counter
+	rawMax  int
+	emit    func(logLine) bool
+	buf     []byte // the current line so far
+	cut     bool   // bytes of the current line were dropped
+	stopped bool   // emit refused a line: shutting down
+}
+
+var errStopped = errors.New("logspout is stopping")
+
+func (l *Logspout) newSplitter(pri int, emit func(logLine) bool) *lineSplitter {
 	stream := "stdout"
 	if pri == format.PriStderr {
 		stream = "stderr"
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
-	counter := l.linesIn.WithLabelValues(stream)
-	// Room for MaxLine of text plus the timestamp Docker puts before each
-	// of its 16 KiB chunks; beyond that the rest of the line is dropped.
-	rawMax := l.cfg.MaxLine + (l.cfg.MaxLine/dockerChunk+2)*48
-	for {
-		line, err := br.ReadSlice('\n')
-		full := append([]byte(nil), line...)
-		cut := false
-		for errors.Is(err, bufio.ErrBufferFull) {
-			line, err = br.ReadSlice('\n')
-			if room := rawMax - len(full); room > 0 {
-				full = append(full, line[:min(room, len(line))]...)
-				cut = cut || room < len(line)
-			} else {
-				cut = true
-			}
+	return &lineSplitter{l: l, pri: pri, emit: emit, counter: l.linesIn.WithLabelValues(stream),
+		// Room for MaxLine of text plus the timestamp Docker puts before
+		// each of its 16 KiB chunks.
+		rawMax: l.cfg.MaxLine + (l.cfg.MaxLine/dockerChunk+2)*48}
+}
+
+func (s *lineSplitter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		end := bytes.IndexByte(p, '\n')
+		chunk := p
+		if end >= 0 {
+			chunk = p[:end+1]
 		}
-		if len(full) > 0 {
-			full = bytes.TrimRight(full, "\r\n")
-			sp := bytes.IndexByte(full, ' ')
-			ts, perr := time.Time{}, error(nil)
-			if sp > 0 {
-				ts, perr = time.Parse(time.RFC3339Nano, string(full[:sp]))
-			}
-			if sp <= 0 || perr != nil {
-				l.linesSkipped.WithLabelValues("no_timestamp").Inc()
-			} else {
-				text := rejoin(full[sp+1:])
-				if len(text) > l.cfg.MaxLine {
-					text, cut = text[:l.cfg.MaxLine], true
-				}
-				if cut {
-					l.linesOdd.WithLabelValues("truncated").Inc()
-				}
-				if !utf8.Valid(text) {
-					l.linesOdd.WithLabelValues("invalid_utf8").Inc()
-				} else if hasControl(text) {
-					l.linesOdd.WithLabelValues("binary").Inc()
-				}
-				counter.Inc()
-				out <- logLine{ts: ts, pri: pri, text: text}
-			}
+		if room := s.rawMax - len(s.buf); room > 0 {
+			take := min(room, len(chunk))
+			s.buf = append(s.buf, chunk[:take]...)
+			s.cut = s.cut || take < len(chunk)
+		} else {
+			s.cut = true
 		}
-		if err != nil {
-			return
+		p = p[len(chunk):]
+		if end >= 0 && !s.line() {
+			return 0, errStopped
 		}
 	}
+	return n, nil
+}
+
+// flush hands over a last line that ended without a newline.
+func (s *lineSplitter) flush() bool {
+	return len(s.buf) == 0 || s.line()
+}
+
+// line parses and emits the buffered line, then empties the buffer.
+func (s *lineSplitter) line() bool {
+	defer func() { s.buf, s.cut = s.buf[:0], false }()
+	full := bytes.TrimRight(s.buf, "\r\n")
+	if len(full) == 0 {
+		return true
+	}
+	sp := bytes.IndexByte(full, ' ')
+	var ts time.Time
+	var err error
+	if sp > 0 {
+		ts, err = time.Parse(time.RFC3339Nano, string(full[:sp]))
+	}
+	if sp <= 0 || err != nil {
+		s.l.linesSkipped.WithLabelValues("no_timestamp").Inc()
+		return true
+	}
+	text, cut := rejoin(full[sp+1:]), s.cut
+	if len(text) > s.l.cfg.MaxLine {
+		text, cut = text[:s.l.cfg.MaxLine], true
+	}
+	if cut {
+		s.l.linesOdd.WithLabelValues("truncated").Inc()
+	}
+	if !utf8.Valid(text) {
+		s.l.linesOdd.WithLabelValues("invalid_utf8").Inc()
+	} else if hasControl(text) {
+		s.l.linesOdd.WithLabelValues("binary").Inc()
+	}
+	s.counter.Inc()
+	if !s.emit(logLine{ts: ts, pri: s.pri, text: text}) {
+		s.stopped = true
+		return false
+	}
+	return true
 }
 
 // dockerChunk is where Docker's json-file driver splits long lines; with
