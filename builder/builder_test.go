@@ -330,6 +330,20 @@ func TestRefusals(t *testing.T) {
 	if out, code := ssh(alice, "ls", "/"); code == 0 || !strings.Contains(out, "not allowed") {
 		t.Errorf("ls: %d %q", code, out)
 	}
+	// Garbage instead of git's protocol: git's error, a non-zero status,
+	// and the push lock is released.
+	{
+		_, port, _ := net.SplitHostPort(v.addr)
+		cmd := exec.Command("sh", "-c", "head -c 4096 /dev/urandom | "+v.sshCommand(alice)+" -p "+port+" git@127.0.0.1 \"git-receive-pack '"+app+".git'\"")
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("garbage push exited 0: %q", out)
+		}
+		testenv.Eventually(t, 10*time.Second, func() bool {
+			resp, err := v.e.Client().Get(context.Background(), keys.PushLock(app))
+			return err == nil && len(resp.Kvs) == 0
+		}, "the push lock outlived a garbage push")
+	}
 	// An admin may push to any app.
 	dave := v.user("dave", true)
 	v.e.Put(keys.Admin("dave"), "true")
