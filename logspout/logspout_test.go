@@ -22,8 +22,15 @@ import (
 )
 
 func runLogspout(t *testing.T, e *testenv.Etcd, cli *docker.Client, state string) (stop func()) {
+	_, stop = startLogspout(t, e, cli, state, nil)
+	return stop
+}
+
+// startLogspout runs logspout with state under state (metrics into reg,
+// which may be nil) until the test ends or stop is called.
+func startLogspout(t *testing.T, e *testenv.Etcd, cli *docker.Client, state string, reg prometheus.Registerer) (*logspout.Logspout, func()) {
 	t.Helper()
-	l, err := logspout.New(logspout.Config{Host: "127.0.0.1", StateDir: state}, cli, e.Client(), slog.New(slog.DiscardHandler), nil)
+	l, err := logspout.New(logspout.Config{Host: "127.0.0.1", StateDir: state}, cli, e.Client(), slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +38,7 @@ func runLogspout(t *testing.T, e *testenv.Etcd, cli *docker.Client, state string
 	done := make(chan struct{})
 	go func() { _ = l.Run(ctx); close(done) }()
 	var once sync.Once
-	stop = func() {
+	stop := func() {
 		once.Do(func() {
 			cancel()
 			select {
@@ -42,7 +49,7 @@ func runLogspout(t *testing.T, e *testenv.Etcd, cli *docker.Client, state string
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	return l, stop
 }
 
 // startLogger runs our real logger (memory store, room for 100,000 lines
@@ -61,6 +68,29 @@ func startLogger(t *testing.T, e *testenv.Etcd) *logger.Logger {
 	e.Put("/deis/logs/host", host)
 	e.Put("/deis/logs/port", port)
 	return lg
+}
+
+// texts counts each message text (what follows "]: ") in logger lines.
+func texts(lines ...[]string) map[string]int {
+	seen := map[string]int{}
+	for _, ls := range lines {
+		for _, l := range ls {
+			if i := strings.Index(l, "]: "); i >= 0 {
+				seen[l[i+3:]]++
+			}
+		}
+	}
+	return seen
+}
+
+// requireOnce fails unless "line 1" .. "line n" each arrived exactly once.
+func requireOnce(t *testing.T, seen map[string]int, n int, where string) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		if c := seen[fmt.Sprintf("line %d", i)]; c != 1 {
+			t.Fatalf("line %d arrived %d times (%s)", i, c, where)
+		}
+	}
 }
 
 func lines(t *testing.T, l *logger.Logger, app string) []string {
@@ -101,11 +131,7 @@ func TestEveryLineOnceAcrossRestart(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, func() bool { return len(lines(t, lg, app)) >= 2*n+1 }, "not all %d lines arrived", 2*n+1)
 	time.Sleep(time.Second) // duplicates would arrive now
 	got := lines(t, lg, app)
-	seen := map[string]int{}
-	for _, l := range got {
-		i := strings.Index(l, "]: ")
-		seen[l[i+3:]]++
-	}
+	seen := texts(got)
 	for i := 1; i <= n; i++ {
 		for _, s := range []string{"out", "err"} {
 			if c := seen[fmt.Sprintf("%s %d", s, i)]; c != 1 {
@@ -173,15 +199,7 @@ func TestLoggerOutageUnderLoad(t *testing.T) {
 	}, "after the outage only %d+%d of %d lines", len(before), len(after), n)
 	time.Sleep(time.Second)
 	after = lines(t, lg2, app)
-	seen := map[string]int{}
-	for _, l := range append(before, after...) {
-		seen[l[strings.Index(l, "]: ")+3:]]++
-	}
-	for i := 1; i <= n; i++ {
-		if c := seen[fmt.Sprintf("line %d", i)]; c != 1 {
-			t.Fatalf("line %d arrived %d times (%d before, %d after the outage)", i, c, len(before), len(after))
-		}
-	}
+	requireOnce(t, texts(before, after), n, fmt.Sprintf("%d before, %d after the outage", len(before), len(after)))
 }
 
 // TestBadInput: binary output, invalid UTF-8 and a 10 MB line are shipped
@@ -195,14 +213,7 @@ func TestBadInput(t *testing.T) {
 	e := testenv.StartEtcd(t)
 	lg := startLogger(t, e)
 	reg := prometheus.NewRegistry()
-	ls, err := logspout.New(logspout.Config{Host: "127.0.0.1", StateDir: t.TempDir()}, cli, e.Client(), slog.New(slog.DiscardHandler), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = ls.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	startLogspout(t, e, cli, t.TempDir(), reg)
 
 	odd := fmt.Sprintf("odd%d", rand.IntN(1e9))
 	script := `printf 'bin \001\002\033[0m\177 end\n'; printf 'bad \377\376 utf8\n'; head -c 10485760 /dev/zero | tr '\0' z; echo; echo after; sleep 3600`
@@ -225,21 +236,18 @@ func TestBadInput(t *testing.T) {
 	testenv.Eventually(t, 60*time.Second, func() bool { return len(lines(t, lg, odd)) >= 4 }, "odd lines did not arrive")
 	testenv.Eventually(t, 60*time.Second, func() bool { return len(lines(t, lg, flood)) >= floodLines }, "flood lines did not all arrive")
 	got := lines(t, lg, odd)
-	texts := make([]string, len(got))
+	msgs := make([]string, len(got))
 	for i, l := range got {
-		texts[i] = l[strings.Index(l, "]: ")+3:]
+		msgs[i] = l[strings.Index(l, "]: ")+3:]
 	}
-	if len(texts) != 4 || !strings.HasPrefix(texts[0], "bin ") || !strings.HasPrefix(texts[1], "bad ") || texts[2] != strings.Repeat("z", 64<<10) || texts[3] != "after" {
-		short := make([]string, len(texts))
-		for i, s := range texts {
+	if len(msgs) != 4 || !strings.HasPrefix(msgs[0], "bin ") || !strings.HasPrefix(msgs[1], "bad ") || msgs[2] != strings.Repeat("z", 64<<10) || msgs[3] != "after" {
+		short := make([]string, len(msgs))
+		for i, s := range msgs {
 			short[i] = fmt.Sprintf("%.40q (%d bytes)", s, len(s))
 		}
 		t.Fatalf("odd container's lines = %v; want bin, bad, 64 KiB of z, after", short)
 	}
-	seen := map[string]int{}
-	for _, l := range lines(t, lg, flood) {
-		seen[l[strings.Index(l, "]: ")+3:]]++
-	}
+	seen := texts(lines(t, lg, flood))
 	for i := 1; i <= floodLines; i++ {
 		if c := seen[fmt.Sprint(i)]; c != 1 {
 			t.Fatalf("flood line %d arrived %d times", i, c)
@@ -295,15 +303,7 @@ func TestLoggerMoves(t *testing.T) {
 		return len(a)+len(b) >= n
 	}, "only %d+%d of %d lines", len(a), len(b), n)
 	time.Sleep(time.Second)
-	seen := map[string]int{}
-	for _, l := range append(lines(t, first, app), lines(t, second, app)...) {
-		seen[l[strings.Index(l, "]: ")+3:]]++
-	}
-	for i := 1; i <= n; i++ {
-		if c := seen[fmt.Sprintf("line %d", i)]; c != 1 {
-			t.Fatalf("line %d arrived %d times (%d at the first logger, %d at the second)", i, c, len(a), len(b))
-		}
-	}
+	requireOnce(t, texts(lines(t, first, app), lines(t, second, app)), n, fmt.Sprintf("%d at the first logger, %d at the second", len(a), len(b)))
 }
 
 // TestUDPProtocol: /deis/logs/protocol=udp makes the logger route UDP.
@@ -313,14 +313,7 @@ func TestUDPProtocol(t *testing.T) {
 	e := testenv.StartEtcd(t)
 	lg := startLogger(t, e)
 	e.Put("/deis/logs/protocol", "udp")
-	ls, err := logspout.New(logspout.Config{Host: "127.0.0.1", StateDir: t.TempDir()}, cli, e.Client(), slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = ls.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	ls, _ := startLogspout(t, e, cli, t.TempDir(), nil)
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		r := ls.Routes()
 		return len(r) == 1 && strings.HasPrefix(r[0].URL, "syslog://")
