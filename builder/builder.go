@@ -46,6 +46,9 @@ type Config struct {
 	LockTTL      time.Duration // lease of the push lock (10s): how long a dead builder's lock lingers
 	AnnounceTTL  time.Duration // lease of /deis/builder/host,port (20s)
 	BuildTimeout time.Duration // longest build (30m)
+	// Health receives the builder's health (a new registry when nil); the
+	// caller may serve it before New returns.
+	Health *health.Registry
 }
 
 // Builder is a running SSH git server.
@@ -75,11 +78,14 @@ type metrics struct {
 	sessions prometheus.Gauge
 }
 
-// New prepares a builder: it loads or creates the shared host key and
-// listens on --ssh-addr. Run serves.
+// New prepares a builder: it loads or creates the shared host key (waiting
+// for etcd until ctx ends) and listens on --ssh-addr. Run serves.
 func New(ctx context.Context, cfg Config, ecli *clientv3.Client, dcli *docker.Client, log *slog.Logger, reg prometheus.Registerer) (*Builder, error) {
 	if cfg.KeepReleases <= 0 {
 		cfg.KeepReleases = 5
+	}
+	if cfg.Health == nil {
+		cfg.Health = &health.Registry{}
 	}
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = 30 * time.Second
@@ -103,11 +109,13 @@ func New(ctx context.Context, cfg Config, ecli *clientv3.Client, dcli *docker.Cl
 	if err := os.MkdirAll(cfg.RepoRoot, 0o755); err != nil {
 		return nil, fmt.Errorf("--repo-root %s: %w", cfg.RepoRoot, err)
 	}
-	hostKey, err := HostKey(ctx, ecli)
+	cfg.Health.Set("ssh", errors.New("starting: reading the shared SSH host key from etcd"))
+	hostKey, err := WaitHostKey(ctx, ecli, log)
 	if err != nil {
 		return nil, err
 	}
-	b := &Builder{cfg: cfg, etcd: ecli, docker: dcli, log: log, Health: &health.Registry{}, active: map[string]*push{}}
+	cfg.Health.Set("ssh", nil)
+	b := &Builder{cfg: cfg, etcd: ecli, docker: dcli, log: log, Health: cfg.Health, active: map[string]*push{}}
 	b.users.Store(&users{})
 	b.m = metrics{
 		pushes:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "builder_pushes_total", Help: "Pushes by result (released, failed, refused, stored)."}, []string{"result"}),

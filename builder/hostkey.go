@@ -5,7 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	gossh "golang.org/x/crypto/ssh"
@@ -45,7 +48,32 @@ func HostKey(ctx context.Context, cli *clientv3.Client) (gossh.Signer, error) {
 	}
 	signer, err := gossh.ParsePrivateKey([]byte(stored))
 	if err != nil {
-		return nil, fmt.Errorf("%s: not a usable PEM private key: %w", keys.BuilderSSHHostKey, err)
+		return nil, fmt.Errorf("%s: not a usable PEM private key: %w (%w)", keys.BuilderSSHHostKey, err, ErrBadHostKey)
 	}
 	return signer, nil
+}
+
+// ErrBadHostKey marks a stored host key that cannot be used: waiting does
+// not help, an operator must fix or delete the key.
+var ErrBadHostKey = errors.New("bad host key")
+
+// WaitHostKey is HostKey, retried with backoff while etcd is unreachable,
+// so a builder started before etcd comes up when etcd does.
+func WaitHostKey(ctx context.Context, cli *clientv3.Client, log *slog.Logger) (gossh.Signer, error) {
+	backoff := 500 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		signer, err := HostKey(actx, cli)
+		cancel()
+		if err == nil || errors.Is(err, ErrBadHostKey) || ctx.Err() != nil {
+			return signer, err
+		}
+		log.Warn("cannot read the shared SSH host key yet; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }

@@ -4,7 +4,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/dockerx"
 	"github.com/deis/dataplane/pkg/etcdutil"
+	"github.com/deis/dataplane/pkg/health"
 )
 
 func main() {
@@ -67,20 +67,25 @@ func main() {
 	ctx, stop := daemon.SignalContext()
 	defer stop()
 	reg := daemon.NewMetrics()
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	b, err := builder.New(sctx, cfg, ecli, dcli, log, reg)
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "builder: %v\n", err)
-		os.Exit(2)
-	}
-	admin, err := daemon.NewAdmin(healthAddr, b.Health, reg)
+	cfg.Health = &health.Registry{}
+	admin, err := daemon.NewAdmin(healthAddr, cfg.Health, reg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "builder: --health-addr: %v\n", err)
 		os.Exit(2)
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return admin.Run(gctx) }) // answers 503 while the builder waits for etcd
+	b, err := builder.New(gctx, cfg, ecli, dcli, log, reg)
+	if err != nil {
+		signalled := ctx.Err() != nil
+		stop()
+		_ = g.Wait()
+		if signalled {
+			os.Exit(0) // stopped while waiting for etcd
+		}
+		fmt.Fprintf(os.Stderr, "builder: %v\n", err)
+		os.Exit(2)
+	}
 	g.Go(func() error { return b.Run(gctx) })
 	os.Exit(daemon.Exit(log, g.Wait()))
 }
