@@ -284,4 +284,3 @@ func (b *Builder) track(p *push) (untrack func()) {
 		b.mu.Unlock()
 	}
 }
-
