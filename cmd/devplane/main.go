@@ -151,8 +151,11 @@ Try it:
   curl -H 'Host: myapp.%s' http://127.0.0.1:%d/
   logger --server 127.0.0.1 --port %d --tcp --octet-count --rfc5424 -t myapp hello
   curl http://127.0.0.1:%d/myapp
+  push an app: put /deis/apps/myapp/owner = you and your public key at
+    /deis/builder/users/you/<ssh-keygen -E md5 -lf key.pub, without "MD5:">, then
+  git remote add deis ssh://git@127.0.0.1:%d/myapp.git && git push deis master
 Ctrl-C stops everything.
-`, health, endpoint, domain, httpPort, syslogPort, logHTTP)
+`, health, endpoint, domain, httpPort, syslogPort, logHTTP, sshPort)
 
 	exitCode := 0
 	select {
