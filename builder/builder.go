@@ -26,7 +26,6 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/deis/dataplane/pkg/announce"
-	"github.com/deis/dataplane/pkg/etcdutil"
 	"github.com/deis/dataplane/pkg/etcdwatch"
 	"github.com/deis/dataplane/pkg/health"
 	"github.com/deis/dataplane/pkg/keys"
@@ -59,11 +58,12 @@ type Builder struct {
 	log    *slog.Logger
 	Health *health.Registry
 
-	users  atomic.Pointer[users]
-	server *ssh.Server
-	ln     net.Listener
-	hooks  *hookServer
-	ann    *announce.Announcer
+	users   atomic.Pointer[users]
+	hostKey gossh.Signer
+	server  *ssh.Server
+	ln      net.Listener
+	hooks   *hookServer
+	ann     *announce.Announcer
 
 	mu     sync.Mutex
 	active map[string]*push // by token
@@ -115,7 +115,7 @@ func New(ctx context.Context, cfg Config, ecli *clientv3.Client, dcli *docker.Cl
 		return nil, err
 	}
 	cfg.Health.Set("ssh", nil)
-	b := &Builder{cfg: cfg, etcd: ecli, docker: dcli, log: log, Health: cfg.Health, active: map[string]*push{}}
+	b := &Builder{cfg: cfg, etcd: ecli, docker: dcli, log: log, Health: cfg.Health, hostKey: hostKey, active: map[string]*push{}}
 	b.users.Store(&users{})
 	b.m = metrics{
 		pushes:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "builder_pushes_total", Help: "Pushes by result (released, failed, refused, stored)."}, []string{"result"}),
@@ -149,14 +149,8 @@ func New(ctx context.Context, cfg Config, ecli *clientv3.Client, dcli *docker.Cl
 // Addr is the SSH listener's address.
 func (b *Builder) Addr() string { return b.ln.Addr().String() }
 
-// HostPublicKey is the public half of the host key, for known_hosts.
-func (b *Builder) HostPublicKey(ctx context.Context) (gossh.PublicKey, error) {
-	s, err := HostKey(ctx, b.etcd)
-	if err != nil {
-		return nil, err
-	}
-	return s.PublicKey(), nil
-}
+// HostPublicKey is the public half of the shared host key, for known_hosts.
+func (b *Builder) HostPublicKey() gossh.PublicKey { return b.hostKey.PublicKey() }
 
 // Run serves SSH until ctx ends, then lets running pushes finish (bounded
 // by the caller's patience: the listener closes at once).
@@ -187,7 +181,12 @@ func (b *Builder) Run(ctx context.Context) error {
 		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
 		for {
-			b.Health.Set("etcd", etcdutil.Ping(ctx, b.etcd, time.Second))
+			// The users watch probes etcd already; the announcer knows its lease.
+			etcdErr := w.Err()
+			if etcdErr == nil {
+				etcdErr = b.ann.Err()
+			}
+			b.Health.Set("etcd", etcdErr)
 			pctx, cancel := context.WithTimeout(ctx, time.Second)
 			if err := b.docker.PingWithContext(pctx); err != nil && ctx.Err() == nil {
 				b.Health.Set("docker", fmt.Errorf("docker unreachable: %w", err))

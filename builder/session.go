@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -271,5 +270,3 @@ func (b *Builder) runGit(ctx context.Context, s ssh.Session, sub, repo string, e
 		return 1
 	}
 }
-
-var _ io.Writer = ssh.Session(nil)
