@@ -30,21 +30,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-T0=$(date +%s); phase() { echo "[$(( $(date +%s) - T0 ))s] $*" >&2; }
-now() { echo "$EPOCHREALTIME"; }
-sub() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", a-b}'; }
-b64() { printf %s "$1" | base64 -w0; }
-etcd_put() { curl -sf -m 10 -X POST $ETCD/v3/kv/put -d "{\"key\":\"$(b64 "$1")\",\"value\":\"$(b64 "$2")\"}" >/dev/null; }
+source bench/lib.sh
 # etcd_is KEY VALUE: the key holds exactly VALUE.
 etcd_is() { curl -sf -m 10 -X POST $ETCD/v3/kv/range -d "{\"key\":\"$(b64 "$1")\"}" | grep -qF "\"value\":\"$(b64 "$2")\""; }
-# until_ok SECS CMD...: runs CMD every 0.05 s until it succeeds; fails after SECS.
-until_ok() {
-  local deadline=$(( $(date +%s) + $1 )); shift
-  until "$@"; do
-    [ "$(date +%s)" -lt $deadline ] || return 1
-    sleep 0.05
-  done
-}
 # metric NAME: sum of the builder's samples named NAME (any labels).
 metric() { curl -sf -m 10 "http://127.0.0.1:$HEALTH/metrics" | awk -v m="$1" '{n=$1; sub(/\{.*/, "", n)} n==m {s+=$2} END {printf "%.4f\n", s+0}'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else printf "%.3f\n", (v[NR/2]+v[NR/2+1])/2}'; }

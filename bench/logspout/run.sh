@@ -29,19 +29,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now() { date +%s.%N; }
-T0=$(date +%s); phase() { echo "[$(( $(date +%s) - T0 ))s] $*" >&2; }
-sub() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", a-b}'; }
-etcd_put() { curl -sf -X POST $ETCD/v3/kv/put -d "{\"key\":\"$(printf %s "$1" | base64 -w0)\",\"value\":\"$(printf %s "$2" | base64 -w0)\"}" >/dev/null; }
+source bench/lib.sh
 metric() { curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1==m {printf "%.0f\n", $2; f=1} END {if (!f) print 0}'; }
-# until SECS CMD...: runs CMD every 0.05 s until it succeeds; fails after SECS.
-until_ok() {
-  local deadline=$(( $(date +%s) + $1 )); shift
-  until "$@"; do
-    [ "$(date +%s)" -lt $deadline ] || return 1
-    sleep 0.05
-  done
-}
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%.2f", ($12+$13)/hz}' /proc/$1/stat; } # utime+stime
 vm_mb() { awk -v k="$2:" '$1==k {printf "%.1f", $2/1024}' /proc/$1/status; }
 # ts_epoch CONTAINER first|last: Docker's timestamp of its first or last line.
