@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,14 +55,18 @@ type Publisher struct {
 	mu      sync.Mutex
 	tracked map[string]*container // by container id
 	noPort  map[string]bool       // ids already logged for having no port
-	wg      sync.WaitGroup
-	ctx     context.Context
+	// badHealthURL is the last unusable healthcheck_url logged per app.
+	badHealthURL map[string]string
+	wg           sync.WaitGroup
+	ctx          context.Context
 
 	published      prometheus.Gauge
 	latency        prometheus.Histogram
 	dockerRecon    prometheus.CounterFunc
 	leaseGrants    prometheus.CounterFunc
 	skippedVersion prometheus.Counter
+	badHealthURLs  prometheus.Counter
+	panics         prometheus.Counter
 }
 
 // container is one app container this host runs.
@@ -93,6 +98,8 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 		Health:  &health.Registry{},
 		tracked: make(map[string]*container),
 		noPort:  make(map[string]bool),
+
+		badHealthURL: make(map[string]string),
 	}
 	p.events = dockerx.NewWatcher(dcli, p, log)
 	p.published = prometheus.NewGauge(prometheus.GaugeOpts{Name: "publisher_published_containers", Help: "Containers whose route is in etcd."})
@@ -100,8 +107,10 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 	p.dockerRecon = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "publisher_docker_reconnects_total", Help: "Docker event stream reconnects."}, func() float64 { return float64(p.events.Reconnects()) })
 	p.leaseGrants = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "publisher_etcd_lease_grants_total", Help: "etcd leases granted (1 + one per lease lost)."}, func() float64 { return float64(p.ann.Grants()) })
 	p.skippedVersion = prometheus.NewCounter(prometheus.CounterOpts{Name: "publisher_skipped_old_release_total", Help: "Containers not published because a newer release of the app is published."})
+	p.badHealthURLs = prometheus.NewCounter(prometheus.CounterOpts{Name: "publisher_bad_healthcheck_url_total", Help: "Unusable healthcheck_url values ignored (each app and value counted once)."})
+	p.panics = prometheus.NewCounter(prometheus.CounterOpts{Name: "publisher_panics_total", Help: "Panics recovered while publishing a container."})
 	if reg != nil {
-		reg.MustRegister(p.published, p.latency, p.dockerRecon, p.leaseGrants, p.skippedVersion)
+		reg.MustRegister(p.published, p.latency, p.dockerRecon, p.leaseGrants, p.skippedVersion, p.badHealthURLs, p.panics)
 	}
 	p.Health.Set("docker", errors.New("not connected yet"))
 	return p
@@ -210,9 +219,12 @@ func (p *Publisher) Resync(ctx context.Context) error {
 	return p.removeStale(ctx)
 }
 
-// removeStale deletes keys under /deis/services/ whose address is this
-// host's but which no tracked container owns (left by a crashed publisher
-// or a container that vanished while we were down).
+// removeStale deletes keys under /deis/services/ that this publisher wrote
+// on its current lease but that no tracked container owns any more (a
+// container that vanished while an event was missed). It never touches a key
+// on another lease: an operator's static backend, another publisher that
+// shares this --host, or a crashed publisher's keys, which expire with their
+// own lease within its TTL.
 func (p *Publisher) removeStale(ctx context.Context) error {
 	resp, err := p.etcd.Get(ctx, keys.ServicesPrefix, clientv3.WithPrefix())
 	if err != nil {
@@ -220,11 +232,11 @@ func (p *Publisher) removeStale(ctx context.Context) error {
 	}
 	// Read our own keys after listing: a key published meanwhile is in both.
 	mine := p.ann.Keys()
+	lease := p.ann.Lease()
 	for _, kv := range resp.Kvs {
 		k, v := string(kv.Key), string(kv.Value)
-		host, _, err := net.SplitHostPort(v)
-		if err != nil || host != p.cfg.Host {
-			continue // another host's key (or not an address): never touch it
+		if lease == 0 || clientv3.LeaseID(kv.Lease) != lease {
+			continue // not written by this publisher: never touch it
 		}
 		if want, ok := mine[k]; ok && want == v {
 			continue
@@ -294,7 +306,17 @@ func (p *Publisher) track(ctx context.Context, id string, started time.Time) {
 	}
 	p.tracked[id] = c
 	p.mu.Unlock()
-	p.wg.Go(func() { p.publishWhenReady(cctx, c) })
+	p.wg.Go(func() {
+		// A panic while waiting for one container must not take every
+		// other tenant's routes on this host down with the process.
+		defer func() {
+			if r := recover(); r != nil {
+				p.panics.Inc()
+				p.log.Error("panic while publishing a container; it stays unpublished", "container", c.name.String(), "panic", r)
+			}
+		}()
+		p.publishWhenReady(cctx, c)
+	})
 }
 
 // untrack deletes the container's key at once and stops waiting for it.
@@ -419,13 +441,26 @@ func (p *Publisher) waitHealthURL(ctx context.Context, c *container) bool {
 		return false
 	case <-time.After(delay):
 	}
-	if !strings.HasPrefix(path, "/") {
-		path = "/" + path
+	target, err := HealthURL(c.addr, path)
+	if err != nil {
+		// The tenant's value is unusable: say so once per app and value, and
+		// publish without the check rather than keep the app down forever.
+		p.warnBadHealthURL(c.name.App, path, err)
+		return true
 	}
-	url := "http://" + c.addr + path
-	client := &http.Client{Timeout: timeout}
+	client := &http.Client{
+		Timeout: timeout,
+		// The check is of the container itself: following a redirect would
+		// let an app make the publisher, on the host network, probe
+		// host-internal addresses and learn whether they answer 200.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		if err != nil {
+			p.warnBadHealthURL(c.name.App, path, err)
+			return true
+		}
 		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
@@ -438,6 +473,39 @@ func (p *Publisher) waitHealthURL(ctx context.Context, c *container) bool {
 			return false
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// HealthURL is the URL a container at addr is checked on for an app's
+// healthcheck_url: always http://addr, with the value's path and query only.
+// A value that is not a path (a control character, a bad %-escape, a scheme
+// or host of its own) is an error.
+func HealthURL(addr, path string) (string, error) {
+	path = strings.TrimSpace(path)
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	u, err := url.ParseRequestURI(path)
+	if err != nil {
+		return "", fmt.Errorf("healthcheck_url %q is not a URL path: %w", path, err)
+	}
+	if u.Scheme != "" || u.Host != "" || u.Opaque != "" {
+		return "", fmt.Errorf("healthcheck_url %q must be a path on the container, not a URL", path)
+	}
+	u.Scheme, u.Host = "http", addr
+	return u.String(), nil
+}
+
+// warnBadHealthURL logs an unusable healthcheck_url once per app and value
+// and counts it.
+func (p *Publisher) warnBadHealthURL(app, value string, err error) {
+	p.mu.Lock()
+	first := p.badHealthURL[app] != value
+	p.badHealthURL[app] = value
+	p.mu.Unlock()
+	if first {
+		p.badHealthURLs.Inc()
+		p.log.Warn("healthcheck_url ignored: publishing without the check", "app", app, "err", err)
 	}
 }
 

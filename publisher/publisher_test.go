@@ -6,7 +6,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,7 +179,15 @@ func TestRestartsConverge(t *testing.T) {
 	if err := cli.StopContainer(c2.ID, 1); err != nil {
 		t.Fatal(err)
 	}
-	e.Put(k2, "127.0.0.1:"+hostPort(c2)) // stale: as if left by a crashed publisher
+	// Stale: as if left by a crashed publisher, on its own lease that no
+	// one keeps alive any more.
+	lease, err := ec.Grant(context.Background(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ec.Put(context.Background(), k2, "127.0.0.1:"+hostPort(c2), clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
 	run(t, newPublisher(t, e, cli, "127.0.0.1"))
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		v1, ok1 := value(t, ec, k1)
@@ -203,5 +214,93 @@ func TestHostsDoNotTouchEachOther(t *testing.T) {
 	time.Sleep(3 * time.Second) // a reconcile round passes
 	if v, ok := value(t, ec, other); !ok || v != "192.0.2.77:31000" {
 		t.Fatal("reconcile deleted another host's key")
+	}
+}
+
+// TestH1BadHealthURLDoesNotCrashPublisher: a tenant's healthcheck_url that
+// net/url rejects used to crash the publisher (nil request), dropping every
+// route on the host. Now it is ignored with one warning, the app is
+// published without the check, and other apps keep being published.
+func TestH1BadHealthURLDoesNotCrashPublisher(t *testing.T) {
+	t.Parallel()
+	cli := testenv.Docker(t)
+	e := testenv.StartEtcd(t)
+	ec := e.Client()
+	run(t, newPublisher(t, e, cli, "127.0.0.1"))
+	for i, bad := range []string{"/%zz", "/a\x00b", "/x\ny"} {
+		app := appName(fmt.Sprintf("badhc%d", i))
+		e.Put("/deis/config/"+app+"/healthcheck_url", bad)
+		testenv.RunContainer(t, cli, testenv.HTTPDOptions(app+"_v1.web.1", nil))
+		testenv.Eventually(t, 10*time.Second, func() bool { _, ok := value(t, ec, "/deis/services/"+app+"/"+app+"_v1.web.1"); return ok }, "app with healthcheck_url %q never published", bad)
+	}
+	other := appName("bystander")
+	testenv.RunContainer(t, cli, testenv.HTTPDOptions(other+"_v1.web.1", nil))
+	testenv.Eventually(t, 10*time.Second, func() bool { _, ok := value(t, ec, "/deis/services/"+other+"/"+other+"_v1.web.1"); return ok }, "another tenant's app not published after a bad healthcheck_url")
+}
+
+func TestHealthURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/healthz", "http://10.0.0.1:5000/healthz"},
+		{"healthz?x=1", "http://10.0.0.1:5000/healthz?x=1"},
+		{"//evil.example/x", "http://10.0.0.1:5000//evil.example/x"},
+		{"/%zz", ""},
+		{"/a\x7fb", ""},
+		{"http://evil.example/", "http://10.0.0.1:5000/http://evil.example/"}, // a path like any other
+	} {
+		got, err := publisher.HealthURL("10.0.0.1:5000", tc.in)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("HealthURL(%q) = %q, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("HealthURL(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+// TestL6HealthCheckDoesNotFollowRedirects: an app whose health URL answers
+// 302 to a host-local address must not make the publisher (on the host
+// network) fetch that address, and a 302 is not healthy.
+func TestL6HealthCheckDoesNotFollowRedirects(t *testing.T) {
+	t.Parallel()
+	cli := testenv.Docker(t)
+	e := testenv.StartEtcd(t)
+	ec := e.Client()
+	var landed atomic.Int32
+	landing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { landed.Add(1) }))
+	t.Cleanup(landing.Close)
+	run(t, newPublisher(t, e, cli, "127.0.0.1"))
+	app := appName("redir")
+	e.Put("/deis/config/"+app+"/healthcheck_url", "/cgi-bin/r")
+	script := "#!/bin/sh\nprintf 'HTTP/1.1 302 Found\\r\\nLocation: " + landing.URL + "/ssrf\\r\\nContent-Length: 0\\r\\n\\r\\n'\n"
+	testenv.RunContainer(t, cli, testenv.HTTPDOptions(app+"_v1.web.1", nil, "sh", "-c",
+		"mkdir -p /www/cgi-bin && printf \""+script+"\" > /www/cgi-bin/r && chmod +x /www/cgi-bin/r && exec httpd -f -p 8080 -h /www"))
+	// The health URL is tried each second; give it several tries.
+	time.Sleep(4 * time.Second)
+	if n := landed.Load(); n != 0 {
+		t.Fatalf("the publisher followed the app's redirect to a host-local URL %d times", n)
+	}
+	if v, ok := value(t, ec, "/deis/services/"+app+"/"+app+"_v1.web.1"); ok {
+		t.Fatalf("published as %s although the health URL answered 302", v)
+	}
+}
+
+// TestL7StaticBackendsSurvivePublisherStart: keys the publisher did not
+// write (an operator's static backend with this host's address, another
+// publisher sharing --host) are never deleted by its reconcile.
+func TestL7StaticBackendsSurvivePublisherStart(t *testing.T) {
+	t.Parallel()
+	cli := testenv.Docker(t)
+	e := testenv.StartEtcd(t)
+	ec := e.Client()
+	app := appName("static")
+	static := "/deis/services/" + app + "/" + app + "_v1.web.1"
+	e.Put(static, "127.0.0.1:17001")
+	run(t, newPublisher(t, e, cli, "127.0.0.1"))
+	time.Sleep(3 * time.Second) // start-up resync and one reconcile round (2s)
+	if v, ok := value(t, ec, static); !ok || v != "127.0.0.1:17001" {
+		t.Fatalf("the publisher deleted a static backend it never wrote (now %q, %v)", v, ok)
 	}
 }
