@@ -19,9 +19,11 @@ func (l *Logger) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", l.Health)
 	if l.reg != nil {
-		mux.Handle("/metrics", promhttp.HandlerFor(l.reg, promhttp.HandlerOpts{}))
+		mux.Handle("/metrics", l.auth.Wrap(promhttp.HandlerFor(l.reg, promhttp.HandlerOpts{})))
 	}
-	mux.HandleFunc("/", l.serveLogs)
+	// Reading and deleting logs needs the API token (or loopback while none
+	// is set): app containers reach this port through the Docker bridge.
+	mux.Handle("/", l.auth.Wrap(http.HandlerFunc(l.serveLogs)))
 	return mux
 }
 

@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/deis/dataplane/logger/store"
 	"github.com/deis/dataplane/pkg/announce"
+	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/etcdwatch"
 	"github.com/deis/dataplane/pkg/health"
 	"github.com/deis/dataplane/pkg/keys"
@@ -49,6 +49,9 @@ type Config struct {
 	RotateBytes   int64
 	RotateKeep    int
 	MaxMessage    int // largest message accepted (bytes)
+	// APIToken guards the log API and /metrics ("" = etcd's
+	// /deis/platform/apiToken, loopback clients only while none is set).
+	APIToken string
 }
 
 // Logger is a running logger.
@@ -66,6 +69,7 @@ type Logger struct {
 	tcp, tlsLn net.Listener
 	udp        net.PacketConn
 	httpLn     net.Listener
+	auth       *daemon.Auth
 
 	m metrics
 }
@@ -91,6 +95,11 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg *prometheus.Reg
 		cfg.MaxMessage = framing.DefaultMaxSize
 	}
 	l := &Logger{cfg: cfg, etcd: cli, log: log, Health: &health.Registry{}, reg: reg}
+	var authReg prometheus.Registerer // a nil *Registry is not a nil interface
+	if reg != nil {
+		authReg = reg
+	}
+	l.auth = daemon.NewAuth(cfg.APIToken, log, authReg)
 	l.store.Store(&storeHolder{s: store.NewMemory(1000), raw: "memory"})
 	empty := []*sender.Sender{}
 	l.drains.Store(&empty)
@@ -179,7 +188,8 @@ func (l *Logger) Store() store.Store { return l.store.Load().s }
 // Run serves until ctx ends.
 func (l *Logger) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	srv := &http.Server{Handler: l.handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := daemon.NewServer(l.handler())
+	wg.Go(func() { _ = l.auth.Watch(ctx, l.etcd) })
 	wg.Go(func() { _ = srv.Serve(l.httpLn) })
 	wg.Go(func() { l.acceptLoop(ctx, l.tcp, "tcp") })
 	if l.tlsLn != nil {

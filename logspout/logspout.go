@@ -36,12 +36,18 @@ import (
 	"github.com/deis/dataplane/pkg/syslog/sender"
 )
 
+// DefaultMaxRoutes is the default cap on routes added through the API.
+const DefaultMaxRoutes = 16
+
 // Config holds logspout's settings.
 type Config struct {
 	Host     string   // HOSTNAME of every message
 	StateDir string   // where cursors are kept
 	Routes   []string // extra syslog URLs (--route)
 	MaxLine  int      // longest line shipped (64 KiB)
+	// MaxRoutes caps the routes added through the API (default 16): each
+	// holds a queue of up to 10,000 lines.
+	MaxRoutes int
 	// TLSRootCAs verifies syslog+tls routes (--tls-ca); nil = system roots.
 	TLSRootCAs *x509.CertPool
 }
@@ -71,6 +77,8 @@ type Logspout struct {
 
 	linesIn, linesSkipped *prometheus.CounterVec
 	linesOdd              *prometheus.CounterVec // shipped, but truncated or not text
+	badRoutesFiles        prometheus.Counter
+	routesRefused         prometheus.Counter
 	hub                   hub
 }
 
@@ -78,6 +86,9 @@ type Logspout struct {
 func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logger, reg prometheus.Registerer) (*Logspout, error) {
 	if cfg.MaxLine <= 0 {
 		cfg.MaxLine = 64 << 10
+	}
+	if cfg.MaxRoutes <= 0 {
+		cfg.MaxRoutes = DefaultMaxRoutes
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("--state-dir %s: %w", cfg.StateDir, err)
@@ -92,18 +103,20 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 		}
 		l.extra[r.ID] = r
 	}
+	l.events = dockerx.NewWatcher(dcli, l, log)
+	l.badRoutesFiles = prometheus.NewCounter(prometheus.CounterOpts{Name: "logspout_routes_file_unreadable_total", Help: "Unreadable routes.json files moved aside at start."})
+	l.routesRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "logspout_routes_refused_total", Help: "API routes refused because --max-routes were there already."})
 	if err := l.loadRoutes(); err != nil {
 		return nil, err
 	}
 	if err := l.loadCursors(); err != nil {
 		return nil, err
 	}
-	l.events = dockerx.NewWatcher(dcli, l, log)
 	l.linesIn = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_total", Help: "Lines read from containers, by stream."}, []string{"stream"})
 	l.linesSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_skipped_total", Help: "Lines not shipped, by reason."}, []string{"reason"})
 	l.linesOdd = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_odd_total", Help: "Lines shipped but cut at --max-line (truncated), or not text (invalid_utf8, binary), by kind."}, []string{"kind"})
 	if reg != nil {
-		reg.MustRegister(l.linesIn, l.linesSkipped, l.linesOdd, &routeCollector{l})
+		reg.MustRegister(l.linesIn, l.linesSkipped, l.linesOdd, l.badRoutesFiles, l.routesRefused, &routeCollector{l})
 	}
 	return l, nil
 }
@@ -138,19 +151,7 @@ func (l *Logspout) saveCursors() {
 	if err != nil {
 		return
 	}
-	tmp := l.cursorFile() + ".tmp"
-	f, err := os.Create(tmp)
-	if err == nil {
-		_, err = f.Write(data)
-		if err == nil {
-			err = f.Sync()
-		}
-		f.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp, l.cursorFile())
-	}
-	if err != nil {
+	if err := writeFileSync(l.cursorFile(), data); err != nil {
 		l.log.Warn("could not save cursors", "err", err)
 	}
 }
@@ -225,18 +226,28 @@ func (l *Logspout) startRouteLocked(r *route) {
 	l.routeWG.Go(func() { defer close(done); _ = r.s.Run(ctx) })
 }
 
+// target is a sender a line goes to. Lines wait for room in a sender
+// (back-pressure: Docker's log is the buffer) except in a lossy one.
+type target struct {
+	s     *sender.Sender
+	lossy bool
+}
+
 // targets are the senders a line of this container and stream goes to;
-// any reports whether there is a route at all.
-func (l *Logspout) targets(name, app string, labels map[string]string, pri int) (out []*sender.Sender, any bool) {
+// any reports whether there is a route at all. The platform logger and
+// --route flags get back-pressure; routes added through the API are lossy,
+// so that one dead destination someone added cannot stop every container's
+// shipping (gliderlabs/logspout drops a route that stalls).
+func (l *Logspout) targets(name, app string, labels map[string]string, pri int) (out []target, any bool) {
 	l.routesMu.RLock()
 	defer l.routesMu.RUnlock()
 	any = l.logger != nil || len(l.extra) > 0
 	if l.logger != nil {
-		out = append(out, l.logger)
+		out = append(out, target{s: l.logger})
 	}
 	for _, r := range l.extra {
 		if r.matches(name, app, labels, pri) {
-			out = append(out, r.s)
+			out = append(out, target{s: r.s, lossy: r.Persisted})
 		}
 	}
 	return out, any
@@ -515,8 +526,15 @@ func (l *Logspout) shipLine(ctx context.Context, buf *[]byte, ln logLine, name, 
 	// The cursor moves past this line once every route has written it.
 	flight := flights[ln.pri]
 	seq := flight.add(ln.ts, len(routes))
-	for _, s := range routes {
-		if err := s.SendAcked(ctx, *buf, flight, seq); err != nil {
+	for _, t := range routes {
+		if t.lossy {
+			// A route added through the API never holds the others
+			// back: when its queue is full the line is dropped for it
+			// alone (counted in its dropped figure).
+			t.s.TrySendAcked(*buf, flight, seq)
+			continue
+		}
+		if err := t.s.SendAcked(ctx, *buf, flight, seq); err != nil {
 			return false // shutting down: the cursor stays before this line
 		}
 	}

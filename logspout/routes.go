@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/deis/dataplane/pkg/syslog/format"
 	"github.com/deis/dataplane/pkg/syslog/sender"
@@ -94,17 +95,25 @@ type routeJSON struct {
 
 func (l *Logspout) routesFile() string { return filepath.Join(l.cfg.StateDir, "routes.json") }
 
+// loadRoutes restores the API routes. A file that cannot be read or
+// parsed (empty or cut after a crash, edited by hand) costs those routes,
+// never the daemon: it is moved aside to routes.json.bad-<time> with a
+// warning, and logspout starts without them.
 func (l *Logspout) loadRoutes() error {
 	data, err := os.ReadFile(l.routesFile())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", l.routesFile(), err)
-	}
 	var saved []routeJSON
-	if err := json.Unmarshal(data, &saved); err != nil {
-		return fmt.Errorf("parse %s: %w", l.routesFile(), err)
+	if err == nil {
+		err = json.Unmarshal(data, &saved)
+	}
+	if err != nil {
+		aside := l.routesFile() + ".bad-" + time.Now().UTC().Format("20060102T150405Z")
+		mvErr := os.Rename(l.routesFile(), aside)
+		l.log.Warn("saved API routes unreadable: starting without them", "file", l.routesFile(), "err", err, "moved_to", aside, "move_err", mvErr)
+		l.badRoutesFiles.Inc()
+		return nil
 	}
 	for _, rj := range saved {
 		r, err := newRoute(rj.ID, rj.URI, l.log, l.cfg.TLSRootCAs)
@@ -127,12 +136,40 @@ func (l *Logspout) saveRoutes() error {
 		}
 	}
 	data, _ := json.Marshal(saved)
-	tmp := l.routesFile() + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	return writeFileSync(l.routesFile(), data)
+}
+
+// writeFileSync replaces path with data durably: the temporary file is
+// synced before the rename and the directory after it, so a crash leaves
+// the old file or the new one, never an empty one.
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, l.routesFile())
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
 }
+
+// ErrTooManyRoutes refuses an API route beyond Config.MaxRoutes.
+var ErrTooManyRoutes = errors.New("too many routes")
 
 // AddRoute creates a persisted route and starts it.
 func (l *Logspout) AddRoute(uri string) (RouteInfo, error) {
@@ -144,6 +181,11 @@ func (l *Logspout) AddRoute(uri string) (RouteInfo, error) {
 	}
 	r.Persisted = true
 	l.routesMu.Lock()
+	if n := l.apiRoutesLocked(); n >= l.cfg.MaxRoutes {
+		l.routesMu.Unlock()
+		l.routesRefused.Inc()
+		return RouteInfo{}, fmt.Errorf("%w: %d routes added through the API already (the limit); delete one first", ErrTooManyRoutes, n)
+	}
 	l.extra[r.ID] = r
 	err = l.saveRoutes()
 	l.routesMu.Unlock()
@@ -152,6 +194,16 @@ func (l *Logspout) AddRoute(uri string) (RouteInfo, error) {
 	}
 	l.startRoute(r)
 	return r.info("api"), nil
+}
+
+func (l *Logspout) apiRoutesLocked() int {
+	n := 0
+	for _, r := range l.extra {
+		if r.Persisted {
+			n++
+		}
+	}
+	return n
 }
 
 // RemoveRoute stops and forgets a route; false if there is none.
@@ -175,7 +227,9 @@ func (l *Logspout) RemoveRoute(id string) (bool, error) {
 
 func (r *route) info(src string) RouteInfo {
 	s := r.s
-	ri := RouteInfo{ID: r.ID, URL: r.URI, Source: src, Sent: s.Sent.Load(), Dropped: s.Dropped.Load(), Queued: s.QueueLen()}
+	// The URL as configured may carry a password or a token: show it
+	// redacted, as logs and metrics do.
+	ri := RouteInfo{ID: r.ID, URL: s.Config().URL, Source: src, Sent: s.Sent.Load(), Dropped: s.Dropped.Load(), Queued: s.QueueLen()}
 	if err := s.Err(); err != nil {
 		ri.Error = err.Error()
 	}
@@ -206,7 +260,11 @@ func (l *Logspout) ServeRoutes(w http.ResponseWriter, req *http.Request) {
 		}
 		ri, err := l.AddRoute(body.URI)
 		if err != nil {
-			w.WriteHeader(http.StatusBadRequest)
+			code := http.StatusBadRequest
+			if errors.Is(err, ErrTooManyRoutes) {
+				code = http.StatusConflict
+			}
+			w.WriteHeader(code)
 			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 			return
 		}

@@ -47,6 +47,8 @@ type Config struct {
 	HeaderTimeout time.Duration
 	// MaxConns bounds concurrent client connections.
 	MaxConns int
+	// APIToken guards /metrics ("" = etcd's, loopback only while none).
+	APIToken string
 }
 
 // Router is a running router.
@@ -98,7 +100,7 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger) (*Router, error) {
 	}
 
 	var err error
-	if r.admin, err = daemon.NewAdmin(cfg.HealthAddr, r.health, r.reg); err != nil {
+	if r.admin, err = daemon.NewAdmin(cfg.HealthAddr, r.health, r.reg, daemon.NewAuth(cfg.APIToken, log, r.reg)); err != nil {
 		return nil, err
 	}
 	r.admin.Mux.HandleFunc("/health-check", func(w http.ResponseWriter, _ *http.Request) {
@@ -200,6 +202,7 @@ func (p slogPrinter) Printf(format string, args ...any) {
 func (r *Router) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.admin.Run(gctx) })
+	g.Go(func() error { return ignoreCanceled(r.admin.Auth.Watch(gctx, r.cli)) })
 	g.Go(func() error { return ignoreCanceled(r.watcher.Run(gctx)) })
 	g.Go(func() error { r.applyUpdates(gctx); return nil })
 

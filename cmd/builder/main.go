@@ -33,7 +33,7 @@ func main() {
 	fs := flag.NewFlagSet("builder", flag.ExitOnError)
 	common.Register(fs)
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", daemon.Env("SSH_ADDR", ":2223"), "SSH git address (env SSH_ADDR)")
-	fs.StringVar(&healthAddr, "health-addr", daemon.Env("HEALTH_ADDR", ":9092"), "health and metrics address (env HEALTH_ADDR)")
+	fs.StringVar(&healthAddr, "health-addr", daemon.Env("HEALTH_ADDR", "127.0.0.1:9092"), "health and metrics address; loopback by default (env HEALTH_ADDR)")
 	fs.StringVar(&cfg.RepoRoot, "repo-root", daemon.Env("REPO_ROOT", "/var/lib/builder/repos"), "where the apps' bare git repositories are kept (env REPO_ROOT)")
 	fs.StringVar(&cfg.StackImage, "stack-image", daemon.Env("STACK_IMAGE", "deis/busybox:latest"), "base image of apps pushed without a Dockerfile (env STACK_IMAGE)")
 	fs.StringVar(&keep, "keep-releases", daemon.Env("KEEP_RELEASES", "5"), "build images kept per app (env KEEP_RELEASES)")
@@ -68,13 +68,14 @@ func main() {
 	defer stop()
 	reg := daemon.NewMetrics()
 	cfg.Health = &health.Registry{}
-	admin, err := daemon.NewAdmin(healthAddr, cfg.Health, reg)
+	admin, err := daemon.NewAdmin(healthAddr, cfg.Health, reg, daemon.NewAuth(common.APIToken, log, reg))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "builder: --health-addr: %v\n", err)
 		os.Exit(2)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) }) // answers 503 while the builder waits for etcd
+	g.Go(func() error { return admin.Auth.Watch(gctx, ecli) })
 	b, err := builder.New(gctx, cfg, ecli, dcli, log, reg)
 	if err != nil {
 		signalled := ctx.Err() != nil

@@ -28,7 +28,7 @@ func main() {
 	fs.StringVar(&cfg.SyslogTLSAddr, "syslog-tls-addr", daemon.Env("SYSLOG_TLS_ADDR", ""), "syslog over TLS address; empty disables (env SYSLOG_TLS_ADDR)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", daemon.Env("TLS_CERT", ""), "PEM certificate file for --syslog-tls-addr (env TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", daemon.Env("TLS_KEY", ""), "PEM key file for --syslog-tls-addr (env TLS_KEY)")
-	fs.StringVar(&cfg.HTTPAddr, "http-addr", daemon.Env("HTTP_ADDR", ":8088"), "log API, /healthz and /metrics (env HTTP_ADDR)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", daemon.Env("HTTP_ADDR", "127.0.0.1:8088"), "log API, /healthz and /metrics; loopback by default (env HTTP_ADDR)")
 	fs.StringVar(&cfg.LogRoot, "log-root", daemon.Env("LOG_ROOT", "/data/logs"), "directory of the file storage adapter, e.g. a CephFS mount (env LOG_ROOT)")
 	fs.StringVar(&rotate, "rotate-size", daemon.Env("ROTATE_SIZE", "100m"), "file adapter: rotate an app's file past this size (env ROTATE_SIZE)")
 	fs.StringVar(&keep, "rotate-keep", daemon.Env("ROTATE_KEEP", "5"), "file adapter: rotated files kept per app (env ROTATE_KEEP)")
@@ -53,6 +53,7 @@ func main() {
 		return nil
 	})
 	cfg.Host = common.Host
+	cfg.APIToken = common.APIToken
 	log := daemon.NewLogger("logger", common.LogLevel)
 	cli, err := etcdutil.Connect(common.Etcd)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 
@@ -29,10 +30,11 @@ func main() {
 	)
 	fs := flag.NewFlagSet("logspout", flag.ExitOnError)
 	common.Register(fs)
-	fs.StringVar(&webAddr, "web-addr", daemon.Env("WEB_ADDR", ":8000"), "HTTP address: /routes, /healthz, /metrics (env WEB_ADDR)")
+	fs.StringVar(&webAddr, "web-addr", daemon.Env("WEB_ADDR", "127.0.0.1:8000"), "HTTP address: /routes, /logs, /healthz, /metrics; loopback by default, since /routes and /logs hand out every container's logs (env WEB_ADDR)")
 	fs.StringVar(&cfg.StateDir, "state-dir", daemon.Env("STATE_DIR", "/var/lib/logspout"), "where per-container cursors are kept (env STATE_DIR)")
 	fs.StringVar(&routes, "route", daemon.Env("ROUTE_URIS", ""), "extra syslog routes, comma-separated syslog://, syslog+tcp://, syslog+tls:// URLs (env ROUTE_URIS)")
 	fs.StringVar(&tlsCA, "tls-ca", daemon.Env("TLS_CA", ""), "PEM file of CAs that verify syslog+tls routes instead of the system roots (env TLS_CA)")
+	fs.IntVar(&cfg.MaxRoutes, "max-routes", logspout.DefaultMaxRoutes, "most routes POST /routes may add; each holds up to 10,000 queued lines")
 	fs.StringVar(&maxLine, "max-line", daemon.Env("MAX_LINE", "64k"), "longest line shipped; Docker's 16 KiB pieces are rejoined up to this, the rest is cut and counted (env MAX_LINE)")
 	daemon.Parse(fs, os.Args[1:], common.Validate, func() error {
 		n, err := units.ParseSize(maxLine)
@@ -79,19 +81,20 @@ func main() {
 		fmt.Fprintf(os.Stderr, "logspout: %v\n", err)
 		os.Exit(2)
 	}
-	admin, err := daemon.NewAdmin(webAddr, ls.Health, reg)
+	admin, err := daemon.NewAdmin(webAddr, ls.Health, reg, daemon.NewAuth(common.APIToken, log, reg))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "logspout: --web-addr: %v\n", err)
 		os.Exit(2)
 	}
-	admin.Mux.HandleFunc("/routes", ls.ServeRoutes)
-	admin.Mux.HandleFunc("/routes/", ls.ServeRoutes)
-	admin.Mux.HandleFunc("/logs", ls.ServeLogs)
+	admin.Mux.Handle("/routes", admin.Guard(http.HandlerFunc(ls.ServeRoutes)))
+	admin.Mux.Handle("/routes/", admin.Guard(http.HandlerFunc(ls.ServeRoutes)))
+	admin.Mux.Handle("/logs", admin.Guard(http.HandlerFunc(ls.ServeLogs)))
 	ctx, stop := daemon.SignalContext()
 	defer stop()
 	log.Info("logspout starting", "web", admin.Addr(), "routes", len(cfg.Routes))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return admin.Auth.Watch(gctx, ecli) })
 	g.Go(func() error { return ls.Run(gctx) })
 	os.Exit(daemon.Exit(log, g.Wait()))
 }

@@ -26,7 +26,7 @@ func main() {
 	)
 	fs := flag.NewFlagSet("publisher", flag.ExitOnError)
 	common.Register(fs)
-	fs.StringVar(&healthAddr, "health-addr", daemon.Env("HEALTH_ADDR", ":9091"), "health and metrics address (env HEALTH_ADDR)")
+	fs.StringVar(&healthAddr, "health-addr", daemon.Env("HEALTH_ADDR", "127.0.0.1:9091"), "health and metrics address; loopback by default (env HEALTH_ADDR)")
 	fs.StringVar(&ttl, "ttl", daemon.Env("TTL", "20s"), "etcd lease TTL of published routes (env TTL)")
 	fs.StringVar(&reconcile, "reconcile", daemon.Env("RECONCILE", "10s"), "full resync interval (env RECONCILE)")
 	daemon.Parse(fs, os.Args[1:], common.Validate, func() (err error) {
@@ -53,7 +53,7 @@ func main() {
 	}
 	reg := daemon.NewMetrics()
 	p := publisher.New(cfg, dcli, ecli, log, reg)
-	admin, err := daemon.NewAdmin(healthAddr, p.Health, reg)
+	admin, err := daemon.NewAdmin(healthAddr, p.Health, reg, daemon.NewAuth(common.APIToken, log, reg))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "publisher: --health-addr: %v\n", err)
 		os.Exit(2)
@@ -63,6 +63,7 @@ func main() {
 	log.Info("publisher starting", "host", cfg.Host, "health", admin.Addr())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return admin.Auth.Watch(gctx, ecli) })
 	g.Go(func() error { return p.Run(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil {

@@ -45,6 +45,7 @@ func main() {
 		return nil
 	})
 	cfg.Host = common.Host
+	cfg.APIToken = common.APIToken
 	cfg.HeaderTimeout = 30 * time.Second
 
 	log := daemon.NewLogger("router", common.LogLevel)

@@ -29,25 +29,43 @@ func NewMetrics() *prometheus.Registry {
 type Admin struct {
 	Mux    *http.ServeMux
 	Health *health.Registry
+	Auth   *Auth // guards /metrics and any API added with Guard
 	srv    *http.Server
 	ln     net.Listener
 }
 
-// NewAdmin listens on addr and routes /healthz and /metrics. More handlers
-// can be added to Mux before Serve.
-func NewAdmin(addr string, h *health.Registry, reg *prometheus.Registry) (*Admin, error) {
+// Timeouts of every internal HTTP server: a client gets IdleTimeout between
+// keep-alive requests (as the router's own listener), then is closed.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	IdleTimeout       = 90 * time.Second
+)
+
+// NewServer is an http.Server with the internal servers' timeouts.
+func NewServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: ReadHeaderTimeout, IdleTimeout: IdleTimeout}
+}
+
+// NewAdmin listens on addr and routes /healthz (open: load balancers and
+// init systems probe it) and /metrics (guarded by auth, since it names
+// every app). More handlers can be added to Mux before Serve, through Guard
+// when they read logs or change anything. A nil auth answers loopback only.
+func NewAdmin(addr string, h *health.Registry, reg *prometheus.Registry, auth *Auth) (*Admin, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener on %s: %w", addr, err)
 	}
+	if auth == nil {
+		auth = NewAuth("", slog.Default(), nil)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", h)
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	return &Admin{
-		Mux: mux, Health: h, ln: ln,
-		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
-	}, nil
+	mux.Handle("/metrics", auth.Wrap(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	return &Admin{Mux: mux, Health: h, Auth: auth, ln: ln, srv: NewServer(mux)}, nil
 }
+
+// Guard is h behind the API token (see Auth).
+func (a *Admin) Guard(h http.Handler) http.Handler { return a.Auth.Wrap(h) }
 
 // Addr is the address actually listened on (useful with port 0).
 func (a *Admin) Addr() string { return a.ln.Addr().String() }

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/deis/dataplane/pkg/keys"
 )
 
 // Common are the flags every daemon takes (CONTRACT.md "Common flags").
@@ -25,6 +27,7 @@ type Common struct {
 	Host     string     // this host's address as published in etcd
 	Docker   string     // Docker engine endpoint
 	LogLevel slog.Level // minimum level logged
+	APIToken string     // shared secret of the internal HTTP APIs ("" = from etcd)
 
 	etcdRaw, logLevelRaw string
 }
@@ -42,6 +45,7 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.etcdRaw, "etcd", Env("ETCD_ENDPOINTS", DefaultEtcd), "comma-separated etcd v3 endpoints (env ETCD_ENDPOINTS)")
 	fs.StringVar(&c.Host, "host", Env("HOST", ""), "this host's address as published in etcd (env HOST; default first non-loopback IPv4)")
 	fs.StringVar(&c.Docker, "docker", Env("DOCKER_HOST", DefaultDocker), "Docker engine endpoint (env DOCKER_HOST)")
+	fs.StringVar(&c.APIToken, "api-token", Env("API_TOKEN", ""), "token the internal HTTP APIs and /metrics require (Authorization: Bearer); empty: etcd's "+keys.PlatformAPIToken+", and loopback clients only while none is set (env API_TOKEN)")
 	fs.StringVar(&c.logLevelRaw, "log-level", Env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 }
 

@@ -114,7 +114,7 @@ func FuzzParseDuration(f *testing.F) {
 func TestAdminServesHealthAndMetrics(t *testing.T) {
 	t.Parallel()
 	var h health.Registry
-	a, err := NewAdmin("127.0.0.1:0", &h, NewMetrics())
+	a, err := NewAdmin("127.0.0.1:0", &h, NewMetrics(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

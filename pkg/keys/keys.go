@@ -18,6 +18,9 @@ const Root = "/deis/"
 // Platform-wide keys.
 const (
 	PlatformDomain = "/deis/platform/domain"
+	// PlatformAPIToken is the shared secret of the internal HTTP APIs
+	// (logger, logspout, /metrics): "Authorization: Bearer <token>".
+	PlatformAPIToken = "/deis/platform/apiToken"
 
 	ServicesPrefix = "/deis/services/"
 	DomainsPrefix  = "/deis/domains/"

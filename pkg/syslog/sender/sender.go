@@ -73,7 +73,7 @@ func ParseURL(raw string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("syslog URL %q: %w", raw, err)
 	}
-	c.URL = u.Redacted()
+	c.URL = redact(u)
 	switch u.Scheme {
 	case "syslog", "udp", "syslog+udp":
 		c.Transport = UDP
@@ -117,6 +117,28 @@ func ParseURL(raw string) (Config, error) {
 		c.TLS = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 	}
 	return c, nil
+}
+
+// redact is u as it may be shown (logs, metrics, /routes): without the
+// password, and with the value of every query parameter this package and
+// its callers' filters do not define replaced, since tokens ride there.
+func redact(u *url.URL) string {
+	r := *u
+	if r.User != nil {
+		if _, has := r.User.Password(); has {
+			r.User = url.UserPassword(r.User.Username(), "xxxxx")
+		}
+	}
+	if r.RawQuery != "" {
+		q := r.Query()
+		for k := range q {
+			if k != "framing" && k != "format" && !strings.HasPrefix(k, "filter.") {
+				q[k] = []string{"xxxxx"}
+			}
+		}
+		r.RawQuery = q.Encode()
+	}
+	return r.String()
 }
 
 // Acker is told, with the sequence number given to SendAcked, when a
@@ -268,11 +290,27 @@ func (s *Sender) passOn(ctx context.Context) {
 
 // TrySend queues a copy of msg if there is room, else drops it (counted).
 func (s *Sender) TrySend(msg []byte) bool {
+	return s.TrySendAcked(msg, nil, 0)
+}
+
+// TrySendAcked is TrySend, and calls acker.Ack(seq) once msg has been
+// written, or at once when it is dropped (a lossy destination never holds
+// the caller's position back).
+func (s *Sender) TrySendAcked(msg []byte, acker Acker, seq uint64) bool {
 	select {
-	case s.q <- Item{Msg: clone(msg)}:
+	case s.q <- Item{Msg: clone(msg), Acker: acker, Seq: seq}:
+		s.mu.Lock()
+		retired := s.retired
+		s.mu.Unlock()
+		if retired {
+			s.passOn(context.Background())
+		}
 		return true
 	default:
 		s.Dropped.Add(1)
+		if acker != nil {
+			acker.Ack(seq)
+		}
 		return false
 	}
 }
