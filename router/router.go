@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/http"
 	"os"
 	"strconv"
@@ -30,6 +31,7 @@ import (
 	"github.com/deis/dataplane/pkg/keys"
 	"github.com/deis/dataplane/router/proxy"
 	"github.com/deis/dataplane/router/proxyproto"
+	"github.com/deis/dataplane/router/settings"
 	"github.com/deis/dataplane/router/table"
 	"github.com/deis/dataplane/router/tcpproxy"
 )
@@ -67,6 +69,7 @@ type Router struct {
 	tcp               *tcpproxy.Server
 	listeners         map[string]net.Listener
 	proxyProtocol     func() bool
+	trustedProxy      func(netip.Addr) bool // may a peer set the client address with PROXY?
 	admin             *daemon.Admin
 
 	buildDuration prometheus.Histogram
@@ -92,6 +95,10 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger) (*Router, error) {
 	r.invalid = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_invalid_entries_total", Help: "Invalid etcd entries skipped (new ones per build)."})
 	r.reg.MustRegister(r.buildDuration, r.invalid)
 	r.health.Set("table", errors.New("no routing table loaded yet"))
+	r.trustedProxy = func(peer netip.Addr) bool {
+		t := r.proxy.Table()
+		return t != nil && settings.Allowed(t.Settings.ProxyRealIPCIDR, peer)
+	}
 	r.proxyProtocol = func() bool {
 		if t := r.proxy.Table(); t != nil {
 			return t.Settings.ProxyProtocol
@@ -116,7 +123,12 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger) (*Router, error) {
 			r.closeListeners()
 			return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
 		}
-		r.listeners[name] = proxyproto.NewListener(ln, r.proxyProtocol, 5*time.Second, log)
+		pl := proxyproto.NewListener(ln, r.proxyProtocol, r.trustedProxy, 5*time.Second, log)
+		r.listeners[name] = pl
+		r.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "router_proxy_protocol_rejected_total", Help: "Connections closed for a missing or bad PROXY header.", ConstLabels: prometheus.Labels{"listener": name}}, func() float64 { return float64(pl.Rejected.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "router_proxy_protocol_untrusted_total", Help: "PROXY headers whose source was ignored: the peer is not in proxyRealIpCidr.", ConstLabels: prometheus.Labels{"listener": name}}, func() float64 { return float64(pl.Untrusted.Load()) }),
+		)
 	}
 	r.httpSrv = r.newServer()
 	r.httpsSrv = r.newServer()

@@ -408,6 +408,7 @@ func TestProxyProtocol(t *testing.T) {
 	backend := echoBackend(t, "b")
 	e.Put("/deis/services/pp/pp_v1.web.1", hostport(backend))
 	e.Put("/deis/router/proxyProtocol", "true")
+	e.Put("/deis/router/proxyRealIpCidr", "127.0.0.0/8") // the load balancer
 	h := startRouter(t, e)
 	h.waitRoute("pp", 1)
 	testenv.Eventually(t, 5*time.Second, func() bool { return h.r.Proxy().Table().Settings.ProxyProtocol }, "proxyProtocol not applied")

@@ -4,6 +4,7 @@
 package proxyproto
 
 import (
+	"context"
 	"bufio"
 	"bytes"
 	"encoding/binary"
@@ -159,22 +160,30 @@ func clip(b []byte) string {
 type Listener struct {
 	net.Listener
 	enabled func() bool
+	trusted func(netip.Addr) bool
 	timeout time.Duration
 	log     *slog.Logger
 	// Rejected counts connections closed for a missing or bad header.
 	Rejected atomic.Int64
+	// Untrusted counts headers whose source was ignored because the peer
+	// that sent them is not trusted.
+	Untrusted atomic.Int64
 }
 
 // NewListener wraps ln. While enabled() is true each accepted connection
 // must start with a PROXY v1 or v2 header, read within timeout on the
 // connection's first use (never inside Accept, so one slow peer cannot hold
-// up the others); its RemoteAddr is then the header's source. While
-// enabled() is false connections pass through untouched.
-func NewListener(ln net.Listener, enabled func() bool, timeout time.Duration, log *slog.Logger) *Listener {
+// up the others). Its RemoteAddr becomes the header's source only when the
+// real peer is trusted (the load balancer: trusted(peer) is true, e.g. in
+// proxyRealIpCidr); from any other peer the header is read and its address
+// ignored, as nginx's set_real_ip_from does, so that a client reaching the
+// router directly cannot claim an address past whitelists. While enabled()
+// is false connections pass through untouched.
+func NewListener(ln net.Listener, enabled func() bool, trusted func(netip.Addr) bool, timeout time.Duration, log *slog.Logger) *Listener {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Listener{Listener: ln, enabled: enabled, timeout: timeout, log: log}
+	return &Listener{Listener: ln, enabled: enabled, trusted: trusted, timeout: timeout, log: log}
 }
 
 // Accept returns the next connection, wrapped when PROXY is enabled.
@@ -204,15 +213,39 @@ func (c *Conn) init() {
 		_ = c.Conn.SetReadDeadline(time.Time{})
 		if err != nil {
 			c.err = err
-			c.l.Rejected.Add(1)
-			c.l.log.Debug("closing connection without a valid PROXY header", "peer", c.Conn.RemoteAddr().String(), "err", err)
+			level := slog.LevelDebug
+			if c.l.Rejected.Add(1) == 1 {
+				level = slog.LevelWarn
+			}
+			c.l.log.Log(context.Background(), level, "closing connection without a valid PROXY header", "peer", c.Conn.RemoteAddr().String(), "err", err)
 			c.Conn.Close()
 			return
 		}
-		if !h.Local && h.Src.IsValid() {
-			c.remote = net.TCPAddrFromAddrPort(h.Src)
+		if h.Local || !h.Src.IsValid() {
+			return
 		}
+		if c.l.trusted == nil || !c.l.trusted(peerIP(c.Conn.RemoteAddr())) {
+			level := slog.LevelDebug
+			if c.l.Untrusted.Add(1) == 1 {
+				level = slog.LevelWarn // the first one says so; the counter tells the rest
+			}
+			c.l.log.Log(context.Background(), level, "ignoring the PROXY source of an untrusted peer", "peer", c.Conn.RemoteAddr().String(), "claimed", h.Src.String())
+			return
+		}
+		c.remote = net.TCPAddrFromAddrPort(h.Src)
 	})
+}
+
+func peerIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // Read reads after the header (parsing it on first use).

@@ -68,7 +68,7 @@ func TestListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := NewListener(inner, func() bool { return true }, time.Second, slog.New(slog.DiscardHandler))
+	ln := NewListener(inner, func() bool { return true }, func(netip.Addr) bool { return true }, time.Second, slog.New(slog.DiscardHandler))
 	defer ln.Close()
 	type result struct {
 		remote string
