@@ -4,9 +4,9 @@
 package proxyproto
 
 import (
-	"context"
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
