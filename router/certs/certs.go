@@ -1,7 +1,12 @@
 // Package certs chooses the TLS certificate for a server name: the exact
-// name, then a wildcard, then the platform certificate for hosts under the
-// platform domain only. A name no certificate covers gets none, so the
-// handshake fails rather than presenting another app's certificate.
+// name, then (under the platform domain) the platform certificate, then a
+// wildcard. A name no certificate covers gets none, so the handshake fails
+// rather than presenting another app's certificate.
+//
+// Certificates are uploaded by tenants, so a certificate only ever claims
+// names its tenant owns: the name it is stored under, and those of its DNS
+// SANs that /deis/domains gives to the same app. A SAN under the platform
+// domain, or naming another app's domain, is ignored.
 package certs
 
 import (
@@ -21,18 +26,27 @@ type Store struct {
 	exact    map[string]*tls.Certificate // "www.example.com"
 	wildcard map[string]*tls.Certificate // "example.com" for *.example.com
 	platform *tls.Certificate
-	domain   string // platform domain, lowercase
+	domain   string                      // platform domain, lowercase
+	byKey    map[string]*tls.Certificate // as stored: /deis/certs/<domain>, for the last good value
 	names    int
 }
 
 // Build indexes the /deis/certs/<domain>/{cert,key} entries of kvs and the
-// platform certificate. Each invalid entry yields one error and is skipped;
-// the rest are still served. Every DNS SAN of a certificate is indexed too.
-func Build(kvs map[string]string, platformDomain, platformCertPEM, platformKeyPEM string) (*Store, []error) {
+// platform certificate. Each invalid entry yields one error; where prev (the
+// store in use, may be nil) had a good certificate for it, that one is kept
+// (a typo, or the two steps of a cert-then-key rotation, never drop HTTPS),
+// else it is skipped; the rest are still served. A certificate's DNS SANs
+// are indexed when /deis/domains maps them to the same app as its own name.
+func Build(kvs map[string]string, platformDomain, platformCertPEM, platformKeyPEM string, prev *Store) (*Store, []error) {
 	s := &Store{
 		exact:    make(map[string]*tls.Certificate),
 		wildcard: make(map[string]*tls.Certificate),
+		byKey:    make(map[string]*tls.Certificate),
 		domain:   normalize(platformDomain),
+	}
+	var prevKey map[string]*tls.Certificate
+	if prev != nil {
+		prevKey = prev.byKey
 	}
 	var errs []error
 	pairs := make(map[string]*[2]string)
@@ -66,19 +80,36 @@ func Build(kvs map[string]string, platformDomain, platformCertPEM, platformKeyPE
 	owned := make(map[string]bool)
 	for _, d := range domains {
 		p := pairs[d]
-		if p[0] == "" || p[1] == "" {
-			errs = append(errs, fmt.Errorf("certificate for %s: cert and key must both be set", d))
-			continue
-		}
-		cert, err := parse(p[0], p[1])
-		if err != nil {
-			errs = append(errs, fmt.Errorf("certificate for %s: %w", d, err))
-			continue
-		}
 		name := normalize(d)
+		var cert *tls.Certificate
+		var err error
+		if p[0] == "" || p[1] == "" {
+			err = fmt.Errorf("cert and key must both be set")
+		} else {
+			cert, err = parse(p[0], p[1])
+		}
+		if err != nil {
+			if last := prevKey[name]; last != nil {
+				cert = last
+				err = fmt.Errorf("%w (the last good certificate is kept)", err)
+			}
+			errs = append(errs, fmt.Errorf("certificate for %s: %w", d, err))
+			if cert == nil {
+				continue
+			}
+		}
+		s.byKey[name] = cert
 		s.add(name, cert, true, owned)
+		owner := strings.TrimSpace(kvs[keys.Domain(d)])
 		for _, san := range cert.Leaf.DNSNames {
-			s.add(normalize(san), cert, false, owned)
+			san = normalize(san)
+			if san == name {
+				continue
+			}
+			if owner == "" || s.underPlatform(strings.TrimPrefix(san, "*.")) || strings.TrimSpace(kvs[keys.Domain(san)]) != owner {
+				continue // not a name this certificate's app owns
+			}
+			s.add(san, cert, false, owned)
 		}
 		if time.Now().After(cert.Leaf.NotAfter) {
 			errs = append(errs, fmt.Errorf("certificate for %s expired on %s (still served)", d, cert.Leaf.NotAfter.Format(time.DateOnly)))
@@ -86,10 +117,14 @@ func Build(kvs map[string]string, platformDomain, platformCertPEM, platformKeyPE
 	}
 	if platformCertPEM != "" || platformKeyPEM != "" {
 		cert, err := parse(platformCertPEM, platformKeyPEM)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("platform certificate (sslCert/sslKey): %w", err))
-		} else {
+		switch {
+		case err == nil:
 			s.platform = cert
+		case prev != nil && prev.platform != nil:
+			s.platform = prev.platform
+			errs = append(errs, fmt.Errorf("platform certificate (sslCert/sslKey): %w (the last good certificate is kept)", err))
+		default:
+			errs = append(errs, fmt.Errorf("platform certificate (sslCert/sslKey): %w", err))
 		}
 	}
 	return s, errs
@@ -119,15 +154,22 @@ func (s *Store) Get(serverName string) (*tls.Certificate, bool) {
 	if c, ok := s.exact[name]; ok {
 		return c, true
 	}
+	// The operator's certificate covers the platform domain before any
+	// tenant's wildcard can.
+	if s.platform != nil && s.underPlatform(name) {
+		return s.platform, true
+	}
 	if i := strings.IndexByte(name, '.'); i > 0 {
 		if c, ok := s.wildcard[name[i+1:]]; ok {
 			return c, true
 		}
 	}
-	if s.platform != nil && s.domain != "" && (name == s.domain || strings.HasSuffix(name, "."+s.domain)) {
-		return s.platform, true
-	}
 	return nil, false
+}
+
+// underPlatform reports whether name is the platform domain or below it.
+func (s *Store) underPlatform(name string) bool {
+	return s.domain != "" && (name == s.domain || strings.HasSuffix(name, "."+s.domain))
 }
 
 func parse(certPEM, keyPEM string) (*tls.Certificate, error) {

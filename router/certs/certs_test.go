@@ -21,6 +21,8 @@ func TestSelection(t *testing.T) {
 		kvs["/deis/certs/"+domain+"/key"] = k
 	}
 	put("www.shop.com", "shop.com")
+	kvs["/deis/domains/www.shop.com"] = "shop"
+	kvs["/deis/domains/shop.com"] = "shop" // the SAN counts: same app
 	put("*.example.com")
 	put("api.example.com")
 	kvs["/deis/certs/broken.com/cert"] = "not a pem"
@@ -28,7 +30,7 @@ func TestSelection(t *testing.T) {
 	kvs["/deis/certs/half.com/cert"] = "x"
 	pc, pk := ca.Issue(t, "*.local.deis.example", "local.deis.example")
 
-	s, errs := Build(kvs, "local.deis.example", pc, pk)
+	s, errs := Build(kvs, "local.deis.example", pc, pk, nil)
 	if len(errs) != 2 {
 		t.Fatalf("want 2 errors (broken, half), got %v", errs)
 	}
@@ -65,7 +67,7 @@ func TestRealHandshake(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t)
 	c, k := ca.Issue(t, "app.example.com")
-	s, errs := Build(map[string]string{"/deis/certs/app.example.com/cert": c, "/deis/certs/app.example.com/key": k}, "", "", "")
+	s, errs := Build(map[string]string{"/deis/certs/app.example.com/cert": c, "/deis/certs/app.example.com/key": k}, "", "", "", nil)
 	if len(errs) != 0 {
 		t.Fatal(errs)
 	}
@@ -109,7 +111,7 @@ func TestRealHandshake(t *testing.T) {
 func BenchmarkGet(b *testing.B) {
 	ca := newCA(b)
 	c, k := ca.Issue(b, "*.example.com")
-	s, _ := Build(map[string]string{"/deis/certs/*.example.com/cert": c, "/deis/certs/*.example.com/key": k}, "", "", "")
+	s, _ := Build(map[string]string{"/deis/certs/*.example.com/cert": c, "/deis/certs/*.example.com/key": k}, "", "", "", nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, ok := s.Get("www.example.com"); !ok {
@@ -121,7 +123,7 @@ func BenchmarkGet(b *testing.B) {
 func FuzzGet(f *testing.F) {
 	ca := newCA(f)
 	c, k := ca.Issue(f, "*.example.com", "shop.com")
-	s, _ := Build(map[string]string{"/deis/certs/*.example.com/cert": c, "/deis/certs/*.example.com/key": k}, "deis.example", "", "")
+	s, _ := Build(map[string]string{"/deis/certs/*.example.com/cert": c, "/deis/certs/*.example.com/key": k}, "deis.example", "", "", nil)
 	for _, n := range []string{"a.example.com", "shop.com", ".", "..", "*.example.com", "A.EXAMPLE.COM."} {
 		f.Add(n)
 	}
@@ -130,4 +132,74 @@ func FuzzGet(f *testing.F) {
 			t.Fatal("ok with nil certificate")
 		}
 	})
+}
+
+// TestH4TenantSANsClaimOnlyTheirOwnNames: a tenant's certificate whose SANs
+// name the platform domain, the controller or another tenant's domain used
+// to be served for all of them. It now covers only its own app's names, and
+// a tenant wildcard under the platform domain never beats the platform
+// certificate.
+func TestH4TenantSANsClaimOnlyTheirOwnNames(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	evilC, evilK := ca.Issue(t, "appb.com", "appb.com", "www.appb.com", "*.local.deis.example", "deis.local.deis.example", "shop.example.org")
+	wildC, wildK := ca.Issue(t, "*.local.deis.example")
+	kvs := map[string]string{
+		"/deis/certs/appb.com/cert": evilC, "/deis/certs/appb.com/key": evilK,
+		"/deis/domains/appb.com":         "appb",
+		"/deis/domains/www.appb.com":     "appb",
+		"/deis/domains/shop.example.org": "shop", // another tenant's, without a cert
+		// A tenant's wildcard stored under the platform domain.
+		"/deis/certs/*.local.deis.example/cert": wildC, "/deis/certs/*.local.deis.example/key": wildK,
+	}
+	pc, pk := ca.Issue(t, "platform", "*.local.deis.example", "local.deis.example")
+	s, _ := Build(kvs, "local.deis.example", pc, pk, nil)
+	for name, want := range map[string]string{
+		"appb.com":                "appb.com",
+		"www.appb.com":            "appb.com", // a SAN the same app owns
+		"appa.local.deis.example": "platform",
+		"deis.local.deis.example": "platform",
+		"shop.example.org":        "",
+		"unclaimed.example.org":   "",
+	} {
+		c, ok := s.Get(name)
+		switch {
+		case want == "" && ok:
+			t.Errorf("%s is served %s's certificate", name, c.Leaf.Subject.CommonName)
+		case want != "" && (!ok || c.Leaf.Subject.CommonName != want):
+			t.Errorf("Get(%q) = %v, want %s", name, ok, want)
+		}
+	}
+}
+
+// TestM4BadCertificateKeepsTheLastGoodOne: a garbage sslCert, or a
+// per-domain cert updated before its key (rotation in two steps), used to
+// drop the certificate. The last good pair is kept, with an error.
+func TestM4BadCertificateKeepsTheLastGoodOne(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	pc, pk := ca.Issue(t, "platform", "*.local.deis.example")
+	c1, k1 := ca.Issue(t, "shop.com")
+	kvs := map[string]string{"/deis/certs/shop.com/cert": c1, "/deis/certs/shop.com/key": k1}
+	good, errs := Build(kvs, "local.deis.example", pc, pk, nil)
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	c2, _ := ca.Issue(t, "shop.com") // new cert, its key not written yet
+	kvs["/deis/certs/shop.com/cert"] = c2
+	s, errs := Build(kvs, "local.deis.example", "-----BEGIN CERTIFICATE-----garbage", pk, good)
+	if len(errs) != 2 {
+		t.Fatalf("want 2 errors (platform, shop.com), got %v", errs)
+	}
+	for _, name := range []string{"a.local.deis.example", "shop.com"} {
+		c, ok := s.Get(name)
+		old, _ := good.Get(name)
+		if !ok || c != old {
+			t.Errorf("%s lost its certificate after a bad update", name)
+		}
+	}
+	// Without a last good value, a bad one is still skipped.
+	if _, errs := Build(kvs, "local.deis.example", "garbage", pk, nil); len(errs) != 2 {
+		t.Fatalf("without prev: %v", errs)
+	}
 }

@@ -112,7 +112,7 @@ func Parse(kvs map[string]string, prev *Settings) (*Settings, []error) {
 			func() { *dst = d }, func() { *dst = p })
 	}
 	dur := func(name string, dst *time.Duration, d, p time.Duration) {
-		field(name, func(v string) (err error) { *dst, err = daemon.ParseDuration(v); return },
+		field(name, func(v string) (err error) { *dst, err = ParseTimeout(v); return },
 			func() { *dst = d }, func() { *dst = p })
 	}
 	boolean := func(name string, dst *bool, d, p bool) {
@@ -182,6 +182,23 @@ func hstsHeader(s *Settings) string {
 		h += "; preload"
 	}
 	return h
+}
+
+// MinTimeout is the shortest timeout setting accepted: below it (0
+// included) every request would fail, which a setting must never cause.
+const MinTimeout = 100 * time.Millisecond
+
+// ParseTimeout parses a timeout setting (Go syntax or bare seconds) of at
+// least MinTimeout.
+func ParseTimeout(v string) (time.Duration, error) {
+	d, err := daemon.ParseDuration(v)
+	if err != nil {
+		return 0, err
+	}
+	if d < MinTimeout {
+		return 0, fmt.Errorf("a timeout must be at least %v", MinTimeout)
+	}
+	return d, nil
 }
 
 // ParseBool accepts true/false, on/off, yes/no, 1/0.

@@ -100,3 +100,21 @@ func FuzzParseCIDRs(f *testing.F) {
 		}
 	})
 }
+
+// TestL1ZeroTimeoutIsInvalid: defaultTimeout=0 used to be accepted and make
+// every request fail with 502. Timeouts below MinTimeout are refused and
+// the last good value kept.
+func TestL1ZeroTimeoutIsInvalid(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"0", "0s", "1ms", "99ms"} {
+		for _, name := range []string{"defaultTimeout", "connectTimeout", "builder/timeout/tcp", "controller/timeout/read"} {
+			s, errs := Parse(map[string]string{"/deis/router/" + name: v}, nil)
+			if len(errs) != 1 {
+				t.Errorf("%s=%s: want 1 error, got %v", name, v, errs)
+			}
+			if s.DefaultTimeout < MinTimeout || s.ConnectTimeout < MinTimeout || s.BuilderTCPTimeout < MinTimeout || s.ControllerReadTimeout < MinTimeout {
+				t.Errorf("%s=%s accepted: %+v", name, v, s)
+			}
+		}
+	}
+}

@@ -254,7 +254,11 @@ func Build(kvs map[string]string, rev int64, prev *Table, pool *Pool) (*Table, [
 		}
 	}
 	var certErrs []error
-	t.Certs, certErrs = certs.Build(kvs, t.Domain, st.SSLCert, st.SSLKey)
+	var prevCerts *certs.Store
+	if prev != nil {
+		prevCerts = prev.Certs
+	}
+	t.Certs, certErrs = certs.Build(kvs, t.Domain, st.SSLCert, st.SSLKey, prevCerts)
 	errs = append(errs, certErrs...)
 	pool.retain(used)
 	t.Invalid = len(errs)
