@@ -91,8 +91,14 @@ func (l *Logger) serveLogs(w http.ResponseWriter, r *http.Request) {
 // follow sends the last n lines (only if log_lines was given), then every
 // new line as it arrives, until the client goes away.
 func (l *Logger) follow(w http.ResponseWriter, r *http.Request, app string, n int) {
-	ch := l.hub.subscribe(app)
-	defer l.hub.unsubscribe(app, ch)
+	f, err := l.hub.subscribe(app)
+	if err != nil {
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "too many live followers (at most "+strconv.Itoa(l.hub.perApp)+" per app, "+strconv.Itoa(l.hub.max)+" in all); try again later", http.StatusTooManyRequests)
+		return
+	}
+	defer l.hub.unsubscribe(app, f)
+	ch := f.ch
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
@@ -114,6 +120,7 @@ func (l *Logger) follow(w http.ResponseWriter, r *http.Request, app string, n in
 			if !ok {
 				return
 			}
+			f.take(line)
 			if _, err := w.Write(append(line, '\n')); err != nil {
 				return
 			}
@@ -124,6 +131,7 @@ func (l *Logger) follow(w http.ResponseWriter, r *http.Request, app string, n in
 					if !ok {
 						return
 					}
+					f.take(line)
 					_, _ = w.Write(append(line, '\n'))
 				default:
 					more = false

@@ -52,6 +52,17 @@ type Config struct {
 	// APIToken guards the log API and /metrics ("" = etcd's
 	// /deis/platform/apiToken, loopback clients only while none is set).
 	APIToken string
+	// Memory store limits (0 = store's defaults: 256 MiB, 8 MiB per app,
+	// 10,000 apps); the least recently written apps are evicted first.
+	MemoryLimit    int64
+	MemoryAppLimit int
+	MaxApps        int
+	// Syslog TCP/TLS connection limits (0 = 512, 64 per address, 5m idle).
+	MaxConns      int
+	MaxConnsPerIP int
+	// Live followers (?follow=true): 0 = 256 in all, 16 per app.
+	MaxFollowers, MaxFollowersPerApp int
+	IdleTimeout                      time.Duration // no complete message for this long closes
 }
 
 // Logger is a running logger.
@@ -70,6 +81,8 @@ type Logger struct {
 	udp        net.PacketConn
 	httpLn     net.Listener
 	auth       *daemon.Auth
+	limits     connLimits
+	evictions  store.Evictions // by the memory store's limits, across adapter changes
 
 	m metrics
 }
@@ -84,8 +97,11 @@ type metrics struct {
 	parseFail   prometheus.Counter
 	drops       *prometheus.CounterVec // by reason
 	framingErrs prometheus.Counter
-	stored      prometheus.Counter
-	storedBytes prometheus.Counter
+	// connsRefused counts stream connections refused or closed by the
+	// limits: max_conns, max_conns_per_ip, idle, tls_handshake.
+	connsRefused *prometheus.CounterVec
+	stored       prometheus.Counter
+	storedBytes  prometheus.Counter
 }
 
 // New binds the listeners and returns a logger ready to Run. reg receives
@@ -94,26 +110,37 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg *prometheus.Reg
 	if cfg.MaxMessage <= 0 {
 		cfg.MaxMessage = framing.DefaultMaxSize
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 512
+	}
+	if cfg.MaxConnsPerIP <= 0 {
+		cfg.MaxConnsPerIP = 64
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 5 * time.Minute
+	}
 	l := &Logger{cfg: cfg, etcd: cli, log: log, Health: &health.Registry{}, reg: reg}
+	l.limits = connLimits{max: cfg.MaxConns, perIP: cfg.MaxConnsPerIP, byIP: make(map[string]int)}
 	var authReg prometheus.Registerer // a nil *Registry is not a nil interface
 	if reg != nil {
 		authReg = reg
 	}
 	l.auth = daemon.NewAuth(cfg.APIToken, log, authReg)
-	l.store.Store(&storeHolder{s: store.NewMemory(1000), raw: "memory"})
+	l.store.Store(&storeHolder{s: store.NewMemory(store.DefaultLinesPerApp, l.memoryLimits()), raw: "memory"})
 	empty := []*sender.Sender{}
 	l.drains.Store(&empty)
-	l.hub.subs = make(map[string]map[chan []byte]struct{})
+	l.hub = newHub(cfg.MaxFollowers, cfg.MaxFollowersPerApp)
 	l.m = metrics{
-		ingested:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logger_messages_received_total", Help: "Messages received by transport."}, []string{"transport"}),
-		parseFail:   prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_parse_failures_total", Help: "Messages kept as raw lines because they did not parse."}),
-		drops:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logger_drops_total", Help: "Lines dropped, by reason."}, []string{"reason"}),
-		framingErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_framing_errors_total", Help: "TCP connections closed for bad framing."}),
-		stored:      prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_stored_lines_total", Help: "Lines stored."}),
-		storedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_stored_bytes_total", Help: "Bytes stored."}),
+		ingested:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logger_messages_received_total", Help: "Messages received by transport."}, []string{"transport"}),
+		parseFail:    prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_parse_failures_total", Help: "Messages kept as raw lines because they did not parse."}),
+		drops:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logger_drops_total", Help: "Lines dropped, by reason."}, []string{"reason"}),
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logger_connections_refused_total", Help: "Syslog TCP/TLS connections refused or closed by the limits, by reason."}, []string{"reason"}),
+		framingErrs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_framing_errors_total", Help: "TCP connections closed for bad framing."}),
+		stored:       prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_stored_lines_total", Help: "Lines stored."}),
+		storedBytes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_stored_bytes_total", Help: "Bytes stored."}),
 	}
 	if reg != nil {
-		reg.MustRegister(l.m.ingested, l.m.parseFail, l.m.drops, l.m.framingErrs, l.m.stored, l.m.storedBytes, &drainCollector{l})
+		reg.MustRegister(l.m.ingested, l.m.parseFail, l.m.drops, l.m.framingErrs, l.m.connsRefused, l.m.stored, l.m.storedBytes, &drainCollector{l})
 	}
 	var err error
 	if l.tcp, err = net.Listen("tcp", cfg.SyslogAddr); err != nil {
@@ -317,6 +344,10 @@ func (l *Logger) applyConfig(ctx context.Context, w *etcdwatch.Watcher) {
 	}
 }
 
+func (l *Logger) memoryLimits() store.MemoryLimits {
+	return store.MemoryLimits{MaxBytes: l.cfg.MemoryLimit, MaxAppBytes: l.cfg.MemoryAppLimit, MaxApps: l.cfg.MaxApps, Log: l.log, Evictions: &l.evictions}
+}
+
 func (l *Logger) setAdapter(raw string) {
 	cur := l.store.Load()
 	if raw == cur.raw {
@@ -348,7 +379,7 @@ func (l *Logger) setAdapter(raw string) {
 		}
 		s = f
 	} else {
-		s = store.NewMemory(size)
+		s = store.NewMemory(size, l.memoryLimits())
 	}
 	l.store.Store(&storeHolder{s: s, raw: raw})
 	if cur.s.Kind() != s.Kind() {
@@ -376,6 +407,11 @@ func (l *Logger) acceptLoop(ctx context.Context, ln net.Listener, transport stri
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		peer := hostOf(c.RemoteAddr())
+		if reason := l.limits.admit(peer); reason != "" {
+			l.refuseConn(c, peer, reason)
+			continue
+		}
 		conns.Store(c, struct{}{})
 		if ctx.Err() != nil {
 			// Accepted while stopping, perhaps after the close-all above
@@ -386,6 +422,7 @@ func (l *Logger) acceptLoop(ctx context.Context, ln net.Listener, transport stri
 			return
 		}
 		wg.Go(func() {
+			defer l.limits.release(peer)
 			defer conns.Delete(c)
 			defer c.Close()
 			defer func() {
@@ -398,17 +435,43 @@ func (l *Logger) acceptLoop(ctx context.Context, ln net.Listener, transport stri
 	}
 }
 
-// serveStream reads one TCP/TLS connection. Each line is stored and queued
-// before the next is read: that is the back-pressure.
+// serveStream reads one TCP/TLS connection. Each line is stored before the
+// next is read. A connection that completes no message within IdleTimeout
+// (a slow trickle inside one frame included) is closed; a TLS handshake has
+// handshakeTimeout.
 func (l *Logger) serveStream(ctx context.Context, c net.Conn, transport string) {
 	sender := hostOf(c.RemoteAddr())
+	if tc, ok := c.(*tls.Conn); ok {
+		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			l.m.connsRefused.WithLabelValues("tls_handshake").Inc()
+			l.log.Debug("syslog TLS handshake failed", "peer", c.RemoteAddr().String(), "err", err)
+			return
+		}
+	}
 	r := framing.NewReader(c, l.cfg.MaxMessage)
 	p := parse.New()
 	var line []byte
 	counter := l.m.ingested.WithLabelValues(transport)
+	// The deadline is moved forward once per idle/8 rather than per
+	// message: a busy connection then pays for a timer change rarely.
+	idle := l.cfg.IdleTimeout
+	var refreshed time.Time
 	for {
+		if now := time.Now(); now.Sub(refreshed) > idle/8 {
+			_ = c.SetReadDeadline(now.Add(idle))
+			refreshed = now
+		}
 		msg, err := r.Next()
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				l.m.connsRefused.WithLabelValues("idle").Inc()
+				l.log.Debug("closing an idle syslog connection", "peer", c.RemoteAddr().String(), "idle", idle.String())
+				return
+			}
 			if errors.Is(err, framing.ErrFraming) {
 				l.m.framingErrs.Inc()
 				l.log.Warn("closing syslog connection with bad framing", "peer", c.RemoteAddr().String(), "err", err)
@@ -416,7 +479,7 @@ func (l *Logger) serveStream(ctx context.Context, c net.Conn, transport string) 
 			return
 		}
 		counter.Inc()
-		line = l.ingest(ctx, p, msg, sender, line[:0], true)
+		line = l.ingest(p, msg, sender, line[:0])
 	}
 }
 
@@ -434,12 +497,62 @@ func (l *Logger) udpLoop(ctx context.Context) {
 			continue
 		}
 		counter.Inc()
-		line = l.ingest(ctx, p, buf[:n], hostOf(addr), line[:0], false)
+		line = l.ingest(p, buf[:n], hostOf(addr), line[:0])
+	}
+}
+
+// handshakeTimeout bounds a syslog TLS handshake.
+const handshakeTimeout = 10 * time.Second
+
+// connLimits count syslog stream connections, in all and per address.
+type connLimits struct {
+	max, perIP int
+	mu         sync.Mutex
+	total      int
+	byIP       map[string]int
+	warned     bool
+}
+
+// admit counts a new connection from peer, or says why it is refused.
+func (c *connLimits) admit(peer string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.total >= c.max:
+		return "max_conns"
+	case c.byIP[peer] >= c.perIP:
+		return "max_conns_per_ip"
+	}
+	c.total++
+	c.byIP[peer]++
+	return ""
+}
+
+func (c *connLimits) release(peer string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total--
+	if c.byIP[peer]--; c.byIP[peer] <= 0 {
+		delete(c.byIP, peer)
+	}
+}
+
+// refuseConn closes a connection over the limits, counted, and says so in
+// the log the first time.
+func (l *Logger) refuseConn(c net.Conn, peer, reason string) {
+	c.Close()
+	l.m.connsRefused.WithLabelValues(reason).Inc()
+	l.limits.mu.Lock()
+	first := !l.limits.warned
+	l.limits.warned = true
+	l.limits.mu.Unlock()
+	if first {
+		l.log.Warn("refusing syslog connections over the limit (logger_connections_refused_total counts them)", "peer", peer, "reason", reason, "max_conns", l.limits.max, "max_conns_per_ip", l.limits.perIP)
 	}
 }
 
 // ingest parses, stores, fans out to followers and queues to drains.
-func (l *Logger) ingest(ctx context.Context, p *parse.Parser, msg []byte, from string, line []byte, wait bool) []byte {
+func (l *Logger) ingest(p *parse.Parser, msg []byte, from string, line []byte) []byte {
 	m := p.Parse(msg, from, time.Now())
 	if m.Format == parse.Raw {
 		l.m.parseFail.Inc()
@@ -464,12 +577,12 @@ func (l *Logger) ingest(ctx context.Context, p *parse.Parser, msg []byte, from s
 		enc := format.AppendRFC5424(out[:0], &format.Message{
 			Priority: 8 + m.Severity, Time: m.Time, Host: m.Host, App: m.App, ProcID: m.Proc, Text: []byte(m.Text),
 		})
+		// The line is stored already: a drain that cannot keep up (the
+		// hosted service is down) loses lines for itself alone, counted,
+		// and never stops ingest for every app (rsyslog's separate action
+		// queues do the same).
 		for _, d := range drains {
-			if wait {
-				if err := d.Send(ctx, enc); err != nil {
-					l.m.drops.WithLabelValues("shutdown").Inc()
-				}
-			} else if !d.TrySend(enc) {
+			if !d.TrySend(enc) {
 				l.m.drops.WithLabelValues("drain_queue_full").Inc()
 			}
 		}
@@ -513,63 +626,17 @@ func hostOf(a net.Addr) string {
 }
 
 // hub fans new lines out to followers (GET ?follow=true).
-type hub struct {
-	mu      sync.Mutex
-	subs    map[string]map[chan []byte]struct{}
-	dropped atomic.Int64
-}
-
-func (h *hub) subscribe(app string) chan []byte {
-	ch := make(chan []byte, 1024)
-	h.mu.Lock()
-	if h.subs[app] == nil {
-		h.subs[app] = make(map[chan []byte]struct{})
-	}
-	h.subs[app][ch] = struct{}{}
-	h.mu.Unlock()
-	return ch
-}
-
-func (h *hub) unsubscribe(app string, ch chan []byte) {
-	h.mu.Lock()
-	delete(h.subs[app], ch)
-	if len(h.subs[app]) == 0 {
-		delete(h.subs, app)
-	}
-	h.mu.Unlock()
-}
-
-func (h *hub) publish(app string, line []byte) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.subs[app] {
-		select {
-		case ch <- append([]byte(nil), line...):
-		default:
-			h.dropped.Add(1) // a follower too slow to keep up misses lines
-		}
-	}
-}
-
-func (h *hub) closeAll() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for app, subs := range h.subs {
-		for ch := range subs {
-			close(ch)
-		}
-		delete(h.subs, app)
-	}
-}
-
 type drainCollector struct{ l *Logger }
 
 var (
-	drainQueueDesc = prometheus.NewDesc("logger_drain_queue_depth", "Messages queued per drain.", []string{"drain"}, nil)
-	drainReconDesc = prometheus.NewDesc("logger_drain_reconnects_total", "Connections opened per drain.", []string{"drain"}, nil)
-	drainSentDesc  = prometheus.NewDesc("logger_drain_sent_total", "Messages sent per drain.", []string{"drain"}, nil)
-	drainDropDesc  = prometheus.NewDesc("logger_drain_dropped_total", "Messages dropped per drain.", []string{"drain"}, nil)
-	followDropDesc = prometheus.NewDesc("logger_follow_dropped_total", "Lines not delivered to followers too slow to keep up.", nil, nil)
+	drainQueueDesc    = prometheus.NewDesc("logger_drain_queue_depth", "Messages queued per drain.", []string{"drain"}, nil)
+	drainReconDesc    = prometheus.NewDesc("logger_drain_reconnects_total", "Connections opened per drain.", []string{"drain"}, nil)
+	drainSentDesc     = prometheus.NewDesc("logger_drain_sent_total", "Messages sent per drain.", []string{"drain"}, nil)
+	drainDropDesc     = prometheus.NewDesc("logger_drain_dropped_total", "Messages dropped per drain.", []string{"drain"}, nil)
+	evictedAppsDesc   = prometheus.NewDesc("logger_evicted_apps_total", "Apps whose lines the memory store dropped whole to stay within --memory-limit or --max-apps (least recently written first).", nil, nil)
+	evictedLinesDesc  = prometheus.NewDesc("logger_evicted_lines_total", "Lines the memory store dropped to stay within its byte and app limits.", nil, nil)
+	followRefusedDesc = prometheus.NewDesc("logger_follow_refused_total", "Live followers refused: over the per-app or total limit.", nil, nil)
+	followDropDesc    = prometheus.NewDesc("logger_follow_dropped_total", "Lines not delivered to followers too slow to keep up.", nil, nil)
 )
 
 func (c *drainCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -578,6 +645,9 @@ func (c *drainCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- drainSentDesc
 	ch <- drainDropDesc
 	ch <- followDropDesc
+	ch <- followRefusedDesc
+	ch <- evictedAppsDesc
+	ch <- evictedLinesDesc
 }
 
 func (c *drainCollector) Collect(ch chan<- prometheus.Metric) {
@@ -589,6 +659,9 @@ func (c *drainCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(drainDropDesc, prometheus.CounterValue, float64(d.Dropped.Load()), u)
 	}
 	ch <- prometheus.MustNewConstMetric(followDropDesc, prometheus.CounterValue, float64(c.l.hub.dropped.Load()))
+	ch <- prometheus.MustNewConstMetric(followRefusedDesc, prometheus.CounterValue, float64(c.l.hub.refused.Load()))
+	ch <- prometheus.MustNewConstMetric(evictedAppsDesc, prometheus.CounterValue, float64(c.l.evictions.Apps.Load()))
+	ch <- prometheus.MustNewConstMetric(evictedLinesDesc, prometheus.CounterValue, float64(c.l.evictions.Lines.Load()))
 }
 
 var _ = strconv.Itoa

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/deis/dataplane/logger"
+	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/testenv"
 	"github.com/deis/dataplane/pkg/testenv/testcert"
 )
@@ -42,7 +43,7 @@ func startRotating(t *testing.T, e *testenv.Etcd, root string, rotateBytes int64
 
 func startWith(t *testing.T, e *testenv.Etcd, cfg logger.Config) *harness {
 	t.Helper()
-	l, err := logger.New(cfg, e.Client(), slog.New(slog.DiscardHandler), nil)
+	l, err := logger.New(cfg, e.Client(), slog.New(slog.DiscardHandler), daemon.NewMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"time"
 	"syscall"
 
 	"github.com/deis/dataplane/logger"
@@ -21,6 +22,8 @@ func main() {
 		common            daemon.Common
 		cfg               logger.Config
 		rotate, keep, max string
+		memLimit, appLimit string
+		idle               string
 	)
 	fs := flag.NewFlagSet("logger", flag.ExitOnError)
 	common.Register(fs)
@@ -33,7 +36,30 @@ func main() {
 	fs.StringVar(&rotate, "rotate-size", daemon.Env("ROTATE_SIZE", "100m"), "file adapter: rotate an app's file past this size (env ROTATE_SIZE)")
 	fs.StringVar(&keep, "rotate-keep", daemon.Env("ROTATE_KEEP", "5"), "file adapter: rotated files kept per app (env ROTATE_KEEP)")
 	fs.StringVar(&max, "max-message", daemon.Env("MAX_MESSAGE", "65k"), "largest syslog message accepted (env MAX_MESSAGE)")
+	fs.StringVar(&memLimit, "memory-limit", daemon.Env("MEMORY_LIMIT", "256m"), "memory adapter: most bytes of lines kept, all apps together; past it the apps written to least recently are evicted (env MEMORY_LIMIT)")
+	fs.StringVar(&appLimit, "memory-app-limit", daemon.Env("MEMORY_APP_LIMIT", "8m"), "memory adapter: most bytes of lines kept per app; past it its oldest lines go (env MEMORY_APP_LIMIT)")
+	fs.IntVar(&cfg.MaxApps, "max-apps", 10000, "memory adapter: most apps kept; a new one evicts the app written to least recently")
+	fs.IntVar(&cfg.MaxConns, "max-conns", 512, "most syslog TCP/TLS connections at once; more are refused and counted")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 64, "most syslog TCP/TLS connections from one address")
+	fs.StringVar(&idle, "conn-idle-timeout", daemon.Env("CONN_IDLE_TIMEOUT", "5m"), "a syslog connection that sends no complete message for this long is closed (env CONN_IDLE_TIMEOUT)")
 	daemon.Parse(fs, os.Args[1:], common.Validate, func() error {
+		n, err := units.ParseSize(memLimit)
+		if err != nil || n < 1<<20 {
+			return fmt.Errorf("--memory-limit: %q must be a size of at least 1m", memLimit)
+		}
+		cfg.MemoryLimit = n
+		if n, err = units.ParseSize(appLimit); err != nil || n < 64<<10 || n > cfg.MemoryLimit {
+			return fmt.Errorf("--memory-app-limit: %q must be a size from 64k to --memory-limit", appLimit)
+		}
+		cfg.MemoryAppLimit = int(n)
+		if cfg.MaxApps < 1 || cfg.MaxConns < 1 || cfg.MaxConnsPerIP < 1 {
+			return fmt.Errorf("--max-apps, --max-conns and --max-conns-per-ip must be at least 1")
+		}
+		if cfg.IdleTimeout, err = daemon.ParseDuration(idle); err != nil || cfg.IdleTimeout < time.Second {
+			return fmt.Errorf("--conn-idle-timeout: %q must be a duration of at least 1s", idle)
+		}
+		return nil
+	}, func() error {
 		n, err := units.ParseSize(rotate)
 		if err != nil || n < 1024 {
 			return fmt.Errorf("--rotate-size: %q must be a size of at least 1k", rotate)

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Store holds lines per app. Implementations are safe for concurrent use.
@@ -29,26 +31,120 @@ type Store interface {
 	Kind() string
 }
 
-// Memory is a ring of the last Size lines per app.
-type Memory struct {
-	size  int
-	mu    sync.RWMutex
-	rings map[string]*ring
+// Memory limits: an app's ring is cut by line count (the adapter's N) and
+// by bytes; the whole store by bytes and by number of apps. Anyone who can
+// reach the syslog port can name apps, so without the global limits memory
+// would grow with every new name.
+const (
+	DefaultMaxBytes       = 256 << 20 // whole store
+	DefaultMaxAppBytes    = 8 << 20   // one app
+	DefaultMaxApps        = 10000
+	DefaultLinesPerApp    = 1000
+	evictionHeadroomRatio = 10 // evict down to 90 % of MaxBytes at once
+)
+
+// MemoryLimits bound a Memory store. Zero values take the defaults.
+type MemoryLimits struct {
+	MaxBytes    int64 // all apps together
+	MaxAppBytes int   // one app
+	MaxApps     int
+	// Log, when set, is told once when the limits first evict an app.
+	Log *slog.Logger
+	// Evictions, when set, counts what the limits removed; the caller
+	// may share it between successive stores so the counts only grow.
+	Evictions *Evictions
 }
 
-type ring struct {
-	mu    sync.Mutex
-	lines [][]byte
-	next  int
-	full  bool
-}
+// Evictions count what a Memory store's limits removed (lines pushed out by
+// an app's own line count are the ring working, not counted).
+type Evictions struct{ Apps, Lines atomic.Int64 }
 
-// NewMemory keeps size lines per app (1000 if size <= 0).
-func NewMemory(size int) *Memory {
-	if size <= 0 {
-		size = 1000
+func (l MemoryLimits) withDefaults() MemoryLimits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
 	}
-	return &Memory{size: size, rings: make(map[string]*ring)}
+	if l.MaxAppBytes <= 0 {
+		l.MaxAppBytes = DefaultMaxAppBytes
+	}
+	if l.MaxApps <= 0 {
+		l.MaxApps = DefaultMaxApps
+	}
+	if l.Evictions == nil {
+		l.Evictions = new(Evictions)
+	}
+	return l
+}
+
+// Memory keeps the last N lines of each app, within MemoryLimits. When the
+// store passes MaxBytes, or a new app would pass MaxApps, the apps written
+// to least recently are evicted whole; when one app passes MaxAppBytes its
+// oldest lines go. Every eviction is counted (MemoryLimits.Evictions).
+type Memory struct {
+	size     int
+	limits   MemoryLimits
+	mu       sync.RWMutex
+	rings    map[string]*ring
+	bytes    atomic.Int64
+	clock    atomic.Int64 // logical time of appends, for least recently used
+	warnOnce sync.Once
+}
+
+// ring is one app's lines, oldest first, in a circular buffer.
+type ring struct {
+	mu       sync.Mutex
+	buf      [][]byte
+	head, n  int
+	bytes    int
+	lastUsed atomic.Int64
+}
+
+func (r *ring) at(i int) []byte { return r.buf[(r.head+i)%len(r.buf)] }
+
+// popOldest drops the oldest line and returns it.
+func (r *ring) popOldest() []byte {
+	old := r.buf[r.head]
+	r.buf[r.head] = nil
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	r.bytes -= len(old)
+	return old
+}
+
+// push appends a copy of line, keeping at most size lines and maxBytes
+// bytes. It returns the change in bytes and the lines cut for bytes.
+func (r *ring) push(line []byte, size, maxBytes int) (delta, cut int) {
+	var reuse []byte // the evicted line's buffer, when it fits this one
+	for r.n > 0 && r.n >= size {
+		reuse = r.popOldest()
+		delta -= len(reuse)
+	}
+	for r.n > 0 && r.bytes+len(line) > maxBytes {
+		delta -= len(r.popOldest())
+		cut++
+	}
+	if r.n == len(r.buf) { // grow: the ring starts small for quiet apps
+		grown := make([][]byte, min(max(2*len(r.buf), 16), size))
+		for i := 0; i < r.n; i++ {
+			grown[i] = r.at(i)
+		}
+		r.buf, r.head = grown, 0
+	}
+	if cap(reuse) >= len(line) && cap(reuse) <= 4*len(line)+64 {
+		r.buf[(r.head+r.n)%len(r.buf)] = append(reuse[:0], line...)
+	} else {
+		r.buf[(r.head+r.n)%len(r.buf)] = append([]byte(nil), line...)
+	}
+	r.n++
+	r.bytes += len(line)
+	return delta + len(line), cut
+}
+
+// NewMemory keeps size lines per app (1000 if size <= 0) within limits.
+func NewMemory(size int, limits MemoryLimits) *Memory {
+	if size <= 0 {
+		size = DefaultLinesPerApp
+	}
+	return &Memory{size: size, limits: limits.withDefaults(), rings: make(map[string]*ring)}
 }
 
 func (m *Memory) Kind() string {
@@ -61,27 +157,14 @@ func (m *Memory) Kind() string {
 // memory:1000 to memory:5000 keeps every stored line.
 func (m *Memory) Resize(size int) {
 	if size <= 0 {
-		size = 1000
+		size = DefaultLinesPerApp
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if size == m.size {
-		return
-	}
 	for _, r := range m.rings {
 		r.mu.Lock()
-		ordered := make([][]byte, 0, min(len(r.lines), size))
-		total := len(r.lines)
-		for i := max(0, total-size); i < total; i++ {
-			idx := i
-			if r.full {
-				idx = (r.next + i) % total
-			}
-			ordered = append(ordered, r.lines[idx])
-		}
-		r.lines, r.next, r.full = ordered, 0, false
-		if len(ordered) == size {
-			r.full = true
+		for r.n > size {
+			m.bytes.Add(-int64(len(r.popOldest())))
 		}
 		r.mu.Unlock()
 	}
@@ -98,7 +181,9 @@ func (m *Memory) ring(app string, create bool) *ring {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r = m.rings[app]; r == nil {
-		r = &ring{lines: make([][]byte, 0, min(m.size, 64))}
+		for len(m.rings) >= m.limits.MaxApps && m.evictLRULocked("") {
+		}
+		r = &ring{}
 		m.rings[app] = r
 	}
 	return r
@@ -109,22 +194,62 @@ func (m *Memory) Append(app string, line []byte) error {
 	size := m.size
 	m.mu.RUnlock()
 	r := m.ring(app, true)
+	r.lastUsed.Store(m.clock.Add(1))
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.lines) < size {
-		r.lines = append(r.lines, append([]byte(nil), line...))
-		return nil
+	delta, cut := r.push(line, size, m.limits.MaxAppBytes)
+	r.mu.Unlock()
+	if cut > 0 {
+		m.limits.Evictions.Lines.Add(int64(cut))
 	}
-	// Reuse the evicted line's buffer when it is big enough.
-	old := r.lines[r.next]
-	if cap(old) >= len(line) && cap(old) <= 4*len(line)+64 {
-		r.lines[r.next] = append(old[:0], line...)
-	} else {
-		r.lines[r.next] = append([]byte(nil), line...)
+	if m.bytes.Add(int64(delta)) > m.limits.MaxBytes {
+		m.shrink(app)
 	}
-	r.next = (r.next + 1) % size
-	r.full = true
 	return nil
+}
+
+// shrink evicts whole apps, least recently written first, until the store
+// is 10 % under MaxBytes (so that one scan serves many appends). The app
+// being written is evicted last.
+func (m *Memory) shrink(writing string) {
+	target := m.limits.MaxBytes - m.limits.MaxBytes/evictionHeadroomRatio
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for m.bytes.Load() > target && m.evictLRULocked(writing) {
+	}
+	for m.bytes.Load() > m.limits.MaxBytes && m.evictLRULocked("") {
+	}
+}
+
+// evictLRULocked drops the least recently written app other than spare;
+// false when there is none. Called with m.mu held.
+func (m *Memory) evictLRULocked(spare string) bool {
+	var oldest string
+	var at int64
+	for name, r := range m.rings {
+		if name == spare {
+			continue
+		}
+		if u := r.lastUsed.Load(); oldest == "" || u < at {
+			oldest, at = name, u
+		}
+	}
+	if oldest == "" {
+		return false
+	}
+	r := m.rings[oldest]
+	delete(m.rings, oldest)
+	r.mu.Lock()
+	m.bytes.Add(-int64(r.bytes))
+	m.limits.Evictions.Lines.Add(int64(r.n))
+	r.mu.Unlock()
+	m.limits.Evictions.Apps.Add(1)
+	if m.limits.Log != nil {
+		m.warnOnce.Do(func() {
+			m.limits.Log.Warn("memory store full: evicting the apps written to least recently (logger_evicted_apps_total counts them)",
+				"first_evicted", oldest, "max_bytes", m.limits.MaxBytes, "max_apps", m.limits.MaxApps)
+		})
+	}
+	return true
 }
 
 func (m *Memory) Tail(app string, n int) ([][]byte, error) {
@@ -134,24 +259,24 @@ func (m *Memory) Tail(app string, n int) ([][]byte, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	total := len(r.lines)
-	n = min(n, total)
+	n = min(n, r.n)
 	out := make([][]byte, 0, n)
-	start := total - n // index in logical (oldest-first) order
-	for i := start; i < total; i++ {
-		idx := i
-		if r.full {
-			idx = (r.next + i) % total
-		}
-		out = append(out, append([]byte(nil), r.lines[idx]...))
+	for i := r.n - n; i < r.n; i++ {
+		out = append(out, append([]byte(nil), r.at(i)...))
 	}
 	return out, nil
 }
 
 func (m *Memory) Delete(app string) error {
 	m.mu.Lock()
+	r := m.rings[app]
 	delete(m.rings, app)
 	m.mu.Unlock()
+	if r != nil {
+		r.mu.Lock()
+		m.bytes.Add(-int64(r.bytes))
+		r.mu.Unlock()
+	}
 	return nil
 }
 
@@ -163,10 +288,8 @@ func (m *Memory) Stats() (apps, lines, bytes int) {
 	defer m.mu.RUnlock()
 	for _, r := range m.rings {
 		r.mu.Lock()
-		lines += len(r.lines)
-		for _, l := range r.lines {
-			bytes += len(l)
-		}
+		lines += r.n
+		bytes += r.bytes
 		r.mu.Unlock()
 	}
 	return len(m.rings), lines, bytes
@@ -330,7 +453,7 @@ func (f *File) Tail(app string, n int) ([][]byte, error) {
 		if i > 0 {
 			p = base + "." + strconv.Itoa(i)
 		}
-		data, err := os.ReadFile(p)
+		fileLines, err := tailFile(p, n-len(lines))
 		if errors.Is(err, os.ErrNotExist) {
 			if i == 0 {
 				continue
@@ -340,15 +463,52 @@ func (f *File) Tail(app string, n int) ([][]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("file store: read %s: %w", p, err)
 		}
-		fileLines := bytes.Split(bytes.TrimRight(data, "\n"), []byte{'\n'})
-		if len(data) == 0 {
-			fileLines = nil
-		}
-		need := n - len(lines)
-		if len(fileLines) > need {
-			fileLines = fileLines[len(fileLines)-need:]
-		}
 		lines = append(fileLines, lines...)
+	}
+	return lines, nil
+}
+
+// tailBlock is how much tailFile reads at a time, from the end.
+const tailBlock = 64 << 10
+
+// tailFile returns the last n lines of the file at path, oldest first,
+// reading backwards from the end in blocks as tail -n does: the cost is
+// that of the lines asked for, not of the file (up to --rotate-size).
+func tailFile(path string, n int) ([][]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	end := st.Size()
+	var data []byte // the file's last bytes read so far
+	for off := end; off > 0; {
+		// Enough once the data holds n newlines before the final one.
+		if bytes.Count(bytes.TrimRight(data, "\n"), []byte{'\n'}) >= n {
+			break
+		}
+		size := min(int64(tailBlock), off)
+		off -= size
+		block := make([]byte, size, int(size)+len(data))
+		if _, err := f.ReadAt(block, off); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		data = append(block, data...)
+		if off == 0 {
+			break
+		}
+	}
+	data = bytes.TrimRight(data, "\n")
+	if len(data) == 0 || n <= 0 {
+		return nil, nil
+	}
+	lines := bytes.Split(data, []byte{'\n'})
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
 	}
 	return lines, nil
 }

@@ -65,20 +65,47 @@ func (r *Reader) Mode() Mode { return r.mode }
 // means the stream cannot be resynchronised.
 func (r *Reader) Next() ([]byte, error) {
 	if r.mode == Unknown {
-		b, err := r.br.Peek(1)
+		mode, err := r.detect()
 		if err != nil {
 			return nil, err
 		}
-		if b[0] >= '1' && b[0] <= '9' {
-			r.mode = OctetCounting
-		} else {
-			r.mode = NonTransparent
-		}
+		r.mode = mode
 	}
 	if r.mode == OctetCounting {
 		return r.nextOctet()
 	}
 	return r.nextLine()
+}
+
+// maxLengthDigits is the most digits an octet-counting length may have
+// before the space (more than any message this reader accepts).
+const maxLengthDigits = 10
+
+// detect chooses the connection's framing from its first bytes: a length
+// (a digit 1-9, then digits, then a space) means octet counting (RFC 6587
+// 3.4.1); anything else, including a line that starts with a digit such
+// as a Deis v1 "2015-05-07T01:13:53UTC app[web.1]: ..." line, is newline
+// framed. rsyslog looks at the first byte only and drops such lines.
+func (r *Reader) detect() (Mode, error) {
+	for n := 1; n <= maxLengthDigits+1; n++ {
+		b, err := r.br.Peek(n)
+		if err != nil {
+			if len(b) > 0 && err == io.EOF {
+				return NonTransparent, nil // a last line without its newline
+			}
+			return Unknown, err
+		}
+		c := b[n-1]
+		switch {
+		case n == 1 && (c < '1' || c > '9'):
+			return NonTransparent, nil
+		case c == ' ':
+			return OctetCounting, nil
+		case c < '0' || c > '9':
+			return NonTransparent, nil
+		}
+	}
+	return NonTransparent, nil
 }
 
 func (r *Reader) nextOctet() ([]byte, error) {

@@ -112,8 +112,12 @@ func fill(f Format, b *syslog.Base, sender string, now time.Time) Message {
 	return m
 }
 
-// deis parses "<RFC3339 time> <app>[<proc>]: <msg>", the lines Deis v1's
-// logger stored and served.
+// DeisV1TimeLayout is the time Deis v1's logspout wrote:
+// "2015-05-07T01:13:53UTC" (no offset, a zone abbreviation).
+const DeisV1TimeLayout = "2006-01-02T15:04:05MST"
+
+// deis parses "<time> <app>[<proc>]: <msg>", the lines Deis v1's logspout
+// sent (time in DeisV1TimeLayout) and its logger served (RFC 3339).
 func deis(msg []byte, sender string) (Message, bool) {
 	sp := bytes.IndexByte(msg, ' ')
 	if sp < 10 {
@@ -121,7 +125,9 @@ func deis(msg []byte, sender string) (Message, bool) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, string(msg[:sp]))
 	if err != nil {
-		return Message{}, false
+		if t, err = time.Parse(DeisV1TimeLayout, string(msg[:sp])); err != nil {
+			return Message{}, false
+		}
 	}
 	rest := msg[sp+1:]
 	open := bytes.IndexByte(rest, '[')
