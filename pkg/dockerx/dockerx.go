@@ -8,21 +8,63 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
 )
 
-// Connect returns a client for endpoint (unix://, tcp://). It does not wait
-// for the engine: daemons start while Docker is down and report it in
-// health.
+// MaxAPIVersion is the newest Engine API version the client asks for:
+// the newest its types are known to match. An engine that speaks less is
+// asked for its own version.
+const MaxAPIVersion = "1.51"
+
+// Connect returns a client for endpoint (unix://, tcp://) speaking the API
+// version negotiated with the engine: $DOCKER_API_VERSION when set (as the
+// docker CLI does), else the lower of the engine's version and
+// MaxAPIVersion. Engines drop old versions (Engine 29 refuses anything
+// before 1.44), so no version is pinned. It does not wait for the engine:
+// daemons start while Docker is down and report it in health; an engine
+// that does not answer within a few seconds gets unversioned requests,
+// which every engine serves at its own version.
 func Connect(endpoint string) (*docker.Client, error) {
-	cli, err := docker.NewVersionedClient(endpoint, "1.41")
-	if err != nil {
-		return nil, fmt.Errorf("docker client for %s: %w", endpoint, err)
+	cli, _, err := Negotiate(endpoint)
+	return cli, err
+}
+
+// Negotiate is Connect, and also returns the version chosen ("" when the
+// engine did not answer and requests go unversioned).
+func Negotiate(endpoint string) (*docker.Client, string, error) {
+	if v := strings.TrimSpace(os.Getenv("DOCKER_API_VERSION")); v != "" {
+		cli, err := docker.NewVersionedClient(endpoint, v)
+		if err != nil {
+			return nil, "", fmt.Errorf("docker client for %s with DOCKER_API_VERSION=%q: %w", endpoint, v, err)
+		}
+		return cli, v, nil
 	}
-	return cli, nil
+	probe, err := docker.NewClient(endpoint)
+	if err != nil {
+		return nil, "", fmt.Errorf("docker client for %s: %w", endpoint, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	env, err := probe.VersionWithContext(ctx)
+	cancel()
+	if err != nil {
+		return probe, "", nil
+	}
+	version := MaxAPIVersion
+	if server, err := docker.NewAPIVersion(env.Get("ApiVersion")); err == nil {
+		if max, _ := docker.NewAPIVersion(MaxAPIVersion); server.LessThan(max) {
+			version = server.String()
+		}
+	}
+	cli, err := docker.NewVersionedClient(endpoint, version)
+	if err != nil {
+		return nil, "", fmt.Errorf("docker client for %s: %w", endpoint, err)
+	}
+	return cli, version, nil
 }
 
 // Event is one container event of interest.
