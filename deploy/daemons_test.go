@@ -92,7 +92,9 @@ func stopClean(t *testing.T, name string, cmd *exec.Cmd, out *bytes.Buffer) {
 }
 
 // TestEveryDaemonStartsServesHealthAndStops runs each binary against a real
-// etcd: /healthz and /metrics answer, SIGTERM stops it with status 0.
+// etcd: /healthz and /metrics answer, SIGHUP leaves it running and serving
+// (it used to kill every daemon with status 129), SIGTERM stops it with
+// status 0.
 func TestEveryDaemonStartsServesHealthAndStops(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds every binary")
@@ -129,6 +131,14 @@ func TestEveryDaemonStartsServesHealthAndStops(t *testing.T) {
 				t.Fatalf("/healthz: %v %v", resp, err)
 			}
 			resp.Body.Close()
+			if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+			if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+				t.Fatalf("%s died on SIGHUP:\n%s", tc.name, out.String())
+			}
+			waitHTTP(t, "http://"+admin+"/metrics", 200)
 			stopClean(t, tc.name, cmd, &out)
 		})
 	}

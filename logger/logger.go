@@ -81,6 +81,7 @@ type Logger struct {
 	udp        net.PacketConn
 	httpLn     net.Listener
 	auth       *daemon.Auth
+	cert       atomic.Pointer[tls.Certificate] // of the syslog TLS listener
 	limits     connLimits
 	evictions  store.Evictions // by the memory store's limits, across adapter changes
 
@@ -159,12 +160,12 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg *prometheus.Reg
 		_ = uc.SetReadBuffer(8 << 20)
 	}
 	if cfg.SyslogTLSAddr != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
+		if err := l.ReloadCertificate(); err != nil {
 			l.closeListeners()
-			return nil, fmt.Errorf("syslog TLS certificate (--tls-cert, --tls-key): %w", err)
+			return nil, err
 		}
-		if l.tlsLn, err = tls.Listen("tcp", cfg.SyslogTLSAddr, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
+		getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return l.cert.Load(), nil }
+		if l.tlsLn, err = tls.Listen("tcp", cfg.SyslogTLSAddr, &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12}); err != nil {
 			l.closeListeners()
 			return nil, fmt.Errorf("syslog TLS listener on %s: %w", cfg.SyslogTLSAddr, err)
 		}
@@ -262,6 +263,27 @@ func (l *Logger) flushLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// ReloadCertificate reads --tls-cert and --tls-key again (SIGHUP, after a
+// renewal); on error the certificate in use is kept.
+func (l *Logger) ReloadCertificate() error {
+	cert, err := tls.LoadX509KeyPair(l.cfg.TLSCert, l.cfg.TLSKey)
+	if err != nil {
+		return fmt.Errorf("syslog TLS certificate (--tls-cert, --tls-key): %w", err)
+	}
+	l.cert.Store(&cert)
+	return nil
+}
+
+// Reload is SIGHUP: the TLS certificate is read again from its files and
+// the file store's files are reopened (after logrotate), as rsyslog does.
+func (l *Logger) Reload() error {
+	l.ReopenFiles()
+	if l.tlsLn == nil {
+		return nil
+	}
+	return l.ReloadCertificate()
 }
 
 // ReopenFiles closes the file store's files so they are opened again

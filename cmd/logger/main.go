@@ -99,6 +99,7 @@ func main() {
 			l.ReopenFiles()
 		}
 	}()
+	daemon.OnReload(log, "syslog TLS certificate and log files", l.Reload)
 	ctx, stop := daemon.SignalContext()
 	defer stop()
 	log.Info("logger serving", "syslog", l.Addr("syslog"), "tls", l.Addr("tls"), "http", l.Addr("http"))

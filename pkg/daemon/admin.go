@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -87,9 +89,64 @@ func (a *Admin) Run(ctx context.Context) error {
 	return nil
 }
 
-// SignalContext is a context cancelled by SIGTERM or SIGINT.
+// SignalContext is a context cancelled by SIGTERM or SIGINT. From the
+// first call on, SIGHUP never stops the process (Go's default, and what
+// nginx and rsyslog operators send by reflex): it runs the hooks given to
+// OnReload, or logs that there is nothing to reload.
 func SignalContext() (context.Context, context.CancelFunc) {
+	reloads.start.Do(func() {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGHUP)
+		go func() {
+			for range ch {
+				runReloads()
+			}
+		}()
+	})
 	return signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+}
+
+// reloads are the SIGHUP hooks of this process.
+var reloads struct {
+	start sync.Once
+	mu    sync.Mutex
+	log   *slog.Logger
+	hooks []reloadHook
+}
+
+type reloadHook struct {
+	what string
+	fn   func() error
+}
+
+// OnReload registers fn, which reloads what (e.g. "syslog TLS
+// certificate"), to run on SIGHUP. A failing hook is logged and keeps what
+// it had; the others still run.
+func OnReload(log *slog.Logger, what string, fn func() error) {
+	reloads.mu.Lock()
+	defer reloads.mu.Unlock()
+	reloads.log = log
+	reloads.hooks = append(reloads.hooks, reloadHook{what, fn})
+}
+
+func runReloads() {
+	reloads.mu.Lock()
+	hooks, log := reloads.hooks, reloads.log
+	reloads.mu.Unlock()
+	if log == nil {
+		log = slog.Default()
+	}
+	if len(hooks) == 0 {
+		log.Info("SIGHUP: nothing to reload (settings come from etcd, live)")
+		return
+	}
+	for _, h := range hooks {
+		if err := h.fn(); err != nil {
+			log.Error("SIGHUP: reload failed; keeping the previous one", "what", h.what, "err", err)
+			continue
+		}
+		log.Info("SIGHUP: reloaded", "what", h.what)
+	}
 }
 
 // Exit logs err (if any) and returns the process exit code: 0 for a clean
