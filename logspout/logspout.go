@@ -71,6 +71,12 @@ type Logspout struct {
 	following map[string]context.CancelFunc // container id -> stop
 	cursors   map[string]time.Time          // "<id>:<pri>" -> last line written by every route
 	destroyed map[string]time.Time          // cursor keys of destroyed containers, to ignore late acks
+	// prevRun is when the previous logspout run was last known alive
+	// (zero on the first run): a container that stopped after it may have
+	// lines no run shipped. caughtUp are stopped containers read to the
+	// end by this run.
+	prevRun  time.Time
+	caughtUp map[string]bool
 	dirty     bool
 	wg        sync.WaitGroup
 	ctx       context.Context
@@ -95,7 +101,7 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 	}
 	l := &Logspout{cfg: cfg, docker: dcli, etcd: ecli, log: log, Health: &health.Registry{},
 		following: map[string]context.CancelFunc{}, cursors: map[string]time.Time{}, destroyed: map[string]time.Time{},
-		extra: map[string]*route{}}
+		caughtUp: map[string]bool{}, extra: map[string]*route{}}
 	for i, u := range cfg.Routes {
 		r, err := newRoute(fmt.Sprintf("flag-%d", i+1), u, log, cfg.TLSRootCAs)
 		if err != nil {
@@ -112,6 +118,7 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 	if err := l.loadCursors(); err != nil {
 		return nil, err
 	}
+	l.prevRun = l.readLastRun()
 	l.linesIn = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_total", Help: "Lines read from containers, by stream."}, []string{"stream"})
 	l.linesSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_skipped_total", Help: "Lines not shipped, by reason."}, []string{"reason"})
 	l.linesOdd = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_odd_total", Help: "Lines shipped but cut at --max-line (truncated), or not text (invalid_utf8, binary), by kind."}, []string{"kind"})
@@ -122,6 +129,38 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 }
 
 func (l *Logspout) cursorFile() string { return filepath.Join(l.cfg.StateDir, "cursors.json") }
+
+// lastRunFile holds when logspout was last known running (RFC 3339),
+// written at start, every lastRunEvery and at stop.
+func (l *Logspout) lastRunFile() string { return filepath.Join(l.cfg.StateDir, "lastrun") }
+
+// catchUpMargin: a container without cursors that stopped up to this long
+// before the previous run was last known alive is read whole too, since
+// that run may have died before its lines were written and its cursor
+// saved (every 500 ms).
+const (
+	lastRunEvery  = 2 * time.Second
+	catchUpMargin = 10 * time.Second
+)
+
+func (l *Logspout) readLastRun() time.Time {
+	data, err := os.ReadFile(l.lastRunFile())
+	if err != nil {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(data)))
+	if err != nil {
+		l.log.Warn("ignoring unreadable lastrun file: containers that stopped while logspout was down are not caught up", "file", l.lastRunFile(), "err", err)
+		return time.Time{}
+	}
+	return t
+}
+
+func (l *Logspout) saveLastRun() {
+	if err := writeFileSync(l.lastRunFile(), []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		l.log.Warn("could not save lastrun", "err", err)
+	}
+}
 
 func (l *Logspout) loadCursors() error {
 	data, err := os.ReadFile(l.cursorFile())
@@ -174,9 +213,11 @@ func (l *Logspout) Run(ctx context.Context) error {
 	wg.Go(func() { _ = watcher.Run(ctx) })
 	wg.Go(func() { l.followLogger(ctx, sendCtx, watcher) })
 	wg.Go(func() { _ = l.events.Run(ctx) })
+	l.saveLastRun()
 	wg.Go(func() {
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
+		lastRunSaved := time.Now()
 		for {
 			select {
 			case <-ctx.Done():
@@ -184,6 +225,10 @@ func (l *Logspout) Run(ctx context.Context) error {
 			case <-t.C:
 				l.pruneDestroyed(time.Minute)
 				l.saveCursors()
+				if time.Since(lastRunSaved) >= lastRunEvery {
+					l.saveLastRun()
+					lastRunSaved = time.Now()
+				}
 				l.Health.Set("docker", l.events.Err())
 				l.Health.Set("routes", sender.Failing(l.routes()))
 			}
@@ -204,6 +249,7 @@ func (l *Logspout) Run(ctx context.Context) error {
 	wg.Wait()
 	l.routeWG.Wait()
 	l.saveCursors()
+	l.saveLastRun()
 	return nil
 }
 
@@ -338,9 +384,10 @@ func (l *Logspout) routes() []*sender.Sender {
 	return out
 }
 
-// Resync follows every running container not yet followed, and forgets
-// the cursors of containers that no longer exist (destroyed while
-// logspout was not watching).
+// Resync follows every running container not yet followed, catches up
+// stopped ones that may hold unshipped lines (see ship), and forgets the
+// cursors of containers that no longer exist (destroyed while logspout was
+// not watching).
 func (l *Logspout) Resync(ctx context.Context) error {
 	list, err := l.docker.ListContainers(docker.ListContainersOptions{All: true, Context: ctx})
 	if err != nil {
@@ -351,6 +398,13 @@ func (l *Logspout) Resync(ctx context.Context) error {
 		exists[c.ID] = true
 		if c.State == "running" || c.State == "paused" {
 			l.follow(c.ID)
+			continue
+		}
+		l.mu.Lock()
+		done := l.caughtUp[c.ID]
+		l.mu.Unlock()
+		if !done && c.State != "created" {
+			l.follow(c.ID) // ship decides whether it needs catching up
 		}
 	}
 	l.mu.Lock()
@@ -358,6 +412,11 @@ func (l *Logspout) Resync(ctx context.Context) error {
 		if id, _, _ := strings.Cut(key, ":"); !exists[id] {
 			delete(l.cursors, key)
 			l.dirty = true
+		}
+	}
+	for id := range l.caughtUp {
+		if !exists[id] {
+			delete(l.caughtUp, id)
 		}
 	}
 	l.mu.Unlock()
@@ -377,6 +436,7 @@ func (l *Logspout) Event(_ context.Context, ev dockerx.Event) {
 			delete(l.cursors, key)
 			l.destroyed[key] = time.Now()
 		}
+		delete(l.caughtUp, ev.ID)
 		l.dirty = true
 		l.mu.Unlock()
 	}
@@ -432,7 +492,25 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 		format.PriStdout: {l: l, key: cursorKey(id, format.PriStdout)},
 		format.PriStderr: {l: l, key: cursorKey(id, format.PriStderr)},
 	}
-	follow := true
+	follow := info.State.Running || info.State.Paused
+	if !follow {
+		// A stopped container: it exited while logspout was down, or
+		// during the previous run's last moments. Read it to the end from
+		// its cursors when it has them (lines before are skipped), or
+		// whole when it stopped after the previous run was last alive;
+		// one that stopped before that was caught up by that run.
+		stopped := info.State.FinishedAt
+		shipped := !cursors[format.PriStdout].IsZero() || !cursors[format.PriStderr].IsZero()
+		if !shipped && (l.prevRun.IsZero() || stopped.Before(l.prevRun.Add(-catchUpMargin))) {
+			l.markCaughtUp(id)
+			return
+		}
+		defer func() {
+			if ctx.Err() == nil {
+				l.markCaughtUp(id)
+			}
+		}()
+	}
 	var buf []byte // the message being formatted, reused
 	for attempt := 0; ; attempt++ {
 		if !l.readLog(ctx, id, tty, follow, cursors, func(ln logLine) bool {
@@ -461,6 +539,12 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 		case <-time.After(min(time.Duration(attempt+1)*time.Second, 10*time.Second)):
 		}
 	}
+}
+
+func (l *Logspout) markCaughtUp(id string) {
+	l.mu.Lock()
+	l.caughtUp[id] = true
+	l.mu.Unlock()
 }
 
 // readLog streams one container's log after the per-stream cursors and
