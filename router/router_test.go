@@ -210,7 +210,7 @@ func TestBodySizeAndStreaming(t *testing.T) {
 		req.ContentLength = length
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Fatalf("POST: %v", err)
+			t.Fatalf("POST (length %d): %v", length, err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()

@@ -40,6 +40,7 @@ type Proxy struct {
 	upstreamErrors *prometheus.CounterVec
 	ejections      prometheus.Counter
 	noTable        prometheus.Counter
+	bodyRefused    *prometheus.CounterVec
 
 	mu      sync.Mutex // serialises Install
 	clients map[string]*client
@@ -75,9 +76,10 @@ func New(log *slog.Logger, access *AccessLog, reg prometheus.Registerer) *Proxy 
 		Name: "router_upstream_errors_total", Help: "Backend errors by kind (connect, timeout, other).",
 	}, []string{"kind"})
 	p.ejections = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_backend_ejections_total", Help: "Backends ejected after repeated connection failures."})
+	p.bodyRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_request_body_refused_total", Help: "Requests whose body was refused: too_large (bodySize), timeout (bodyTimeout), incomplete (the client stopped early)."}, []string{"reason"})
 	p.noTable = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_no_table_requests_total", Help: "Requests answered 503 because no table was loaded yet."})
 	if reg != nil {
-		reg.MustRegister(p.latency, p.upstreamErrors, p.ejections, p.noTable, &appCollector{p: p})
+		reg.MustRegister(p.latency, p.upstreamErrors, p.ejections, p.noTable, p.bodyRefused, &appCollector{p: p})
 	}
 	return p
 }
@@ -134,6 +136,7 @@ func newClient(addr string, cfg clientSettings) *client {
 
 var (
 	hdrXFF        = []byte("X-Forwarded-For")
+	hdrXRealIP    = []byte("X-Real-IP")
 	hdrXFProto    = []byte("X-Forwarded-Proto")
 	hdrXFPort     = []byte("X-Forwarded-Port")
 	hdrXRequestID = []byte("X-Request-Id")
@@ -158,6 +161,9 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	}
 	t := s.t
 	st := t.Settings
+	if uri := ctx.Request.Header.RequestURI(); len(uri) > 0 && uri[0] != '/' && uri[0] != '*' {
+		absoluteForm(ctx)
+	}
 	var hostBuf [256]byte
 	host := normalizeHost(ctx.Request.Header.Host(), hostBuf[:0])
 	app := t.Lookup(b2s(host))
@@ -191,25 +197,24 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		p.reject(ctx, app, fasthttp.StatusServiceUnavailable, "the app has no running containers")
 		return
 	}
-	var limited *limitedBody
-	if st.BodySize > 0 {
-		cl := ctx.Request.Header.ContentLength()
-		if int64(cl) > st.BodySize {
-			p.reject(ctx, app, fasthttp.StatusRequestEntityTooLarge, "request body larger than the router's bodySize")
-			lingerBody(ctx, int64(cl))
-			return
-		}
-		if cl == -1 { // chunked: count as it streams
-			if stream := ctx.RequestBodyStream(); stream != nil {
-				limited = &limitedBody{r: stream, left: st.BodySize}
-				ctx.Request.SetBodyStream(limited, -1)
-			}
-		}
+	if cl := ctx.Request.Header.ContentLength(); st.BodySize > 0 && int64(cl) > st.BodySize {
+		p.reject(ctx, app, fasthttp.StatusRequestEntityTooLarge, "request body larger than the router's bodySize")
+		lingerBody(ctx, int64(cl))
+		return
+	}
+	body, err := prepareBody(ctx, st, start)
+	if err != nil {
+		p.bodyFailed(ctx, app, body, err)
+		return
 	}
 
 	// Headers to the app.
 	h := &ctx.Request.Header
+	if !trustedPeer {
+		stripSpoofable(h)
+	}
 	var buf [64]byte
+	h.SetBytesKV(hdrXRealIP, client.AppendTo(buf[:0]))
 	if trustedPeer && len(h.PeekBytes(hdrXFF)) > 0 {
 		xff := append(append(h.PeekBytes(hdrXFF), ", "...), peer.AppendTo(buf[:0])...)
 		h.SetBytesKV(hdrXFF, xff)
@@ -240,18 +245,23 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	ctx.Request.URI().SetSchemeBytes(strHTTP)
 	backend, err := p.forward(ctx, s, app, st)
 	if err != nil {
-		if limited != nil && limited.left < 0 {
-			// A chunked body passed bodySize: read (and drop) what the
-			// client is still sending so it sees the 413, not a reset.
-			drainConn(ctx.Conn(), maxLinger)
-			p.reject(ctx, app, fasthttp.StatusRequestEntityTooLarge, "request body larger than the router's bodySize")
-			ctx.SetConnectionClose()
+		if body != nil && (body.tooLarge || errors.Is(err, errBodyIncomplete) || isTimeout(err)) {
+			p.bodyFailed(ctx, app, body, err)
 			return
 		}
 		p.upstreamFailed(ctx, app, backend, err, start)
 		return
 	}
 	resp := &ctx.Response
+	if resp.IsBodyStream() && resp.Header.ContentLength() < 0 && !ctx.Request.Header.IsHTTP11() {
+		// HTTP/1.0 has no chunked encoding (RFC 9112 6.1): send the body
+		// with its length.
+		if err := bufferBody(resp, maxHTTP10Body); err != nil {
+			p.upstreamErrors.WithLabelValues("http10_body").Inc()
+			p.reject(ctx, app, fasthttp.StatusBadGateway, "the app's response is too large for an HTTP/1.0 client; use HTTP/1.1")
+			return
+		}
+	}
 	if clientClose {
 		ctx.SetConnectionClose()
 	} else {
@@ -436,23 +446,94 @@ func drainConn(c net.Conn, max int64) {
 	_ = c.SetReadDeadline(time.Time{})
 }
 
-// limitedBody fails the upload once more than left bytes have been read.
-type limitedBody struct {
-	r    interface{ Read([]byte) (int, error) }
-	left int64
+// absoluteForm handles "GET http://host/path HTTP/1.1": the authority in
+// the request target is the host (RFC 9112 3.2.2), for routing and for the
+// app, which gets the origin form. Routing on the Host header while the
+// app received the URI's host would let a client feed any Host to an app.
+func absoluteForm(ctx *fasthttp.RequestCtx) {
+	uri := ctx.Request.URI()
+	if len(uri.Host()) == 0 {
+		return
+	}
+	ctx.Request.Header.SetHostBytes(uri.Host())
+	ctx.Request.Header.SetRequestURIBytes(uri.RequestURI())
 }
 
-type bodyTooLarge struct{}
+// spoofable are the headers that name the client or the original request
+// and that only a trusted peer (proxyRealIpCidr) may set, lower case.
+var spoofable = [...]string{"x-forwarded-for", "x-forwarded-proto", "x-forwarded-port", "x-forwarded-host", "x-real-ip", "forwarded"}
 
-func (*bodyTooLarge) Error() string { return "request body larger than bodySize" }
-
-func (l *limitedBody) Read(b []byte) (int, error) {
-	n, err := l.r.Read(b)
-	l.left -= int64(n)
-	if l.left < 0 {
-		return 0, &bodyTooLarge{}
+func isSpoofable(k []byte) bool {
+	for _, s := range spoofable {
+		if len(k) == len(s) && equalFoldASCII(k, s) {
+			return true
+		}
 	}
-	return n, err
+	return false
+}
+
+func equalFoldASCII(b []byte, lower string) bool {
+	for i := range b {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// stripSpoofable removes, whatever their case, the headers an untrusted
+// client may not set; the router then sets its own. Header names are not
+// normalised here, so "x-real-ip" would otherwise pass beside the
+// router's "X-Real-IP". It allocates only when there is one to remove.
+func stripSpoofable(h *fasthttp.RequestHeader) {
+	found := false
+	for k := range h.All() {
+		if isSpoofable(k) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	var del [][]byte
+	for k := range h.All() {
+		if isSpoofable(k) {
+			del = append(del, append([]byte(nil), k...))
+		}
+	}
+	for _, k := range del {
+		h.DelBytes(k)
+	}
+}
+
+// bodyFailed answers a request whose body could not be read whole: 413
+// past bodySize (after reading and dropping what the client still sends,
+// so it sees the 413 rather than a reset), 408 when it was too slow, 400
+// when it ended early. The connection is closed: its framing is lost.
+func (p *Proxy) bodyFailed(ctx *fasthttp.RequestCtx, app *table.App, body *requestBody, err error) {
+	defer ctx.SetConnectionClose() // after reject, which resets the response
+	switch {
+	case body != nil && body.tooLarge:
+		drainConn(ctx.Conn(), maxLinger)
+		p.bodyRefused.WithLabelValues("too_large").Inc()
+		p.reject(ctx, app, fasthttp.StatusRequestEntityTooLarge, "request body larger than the router's bodySize")
+	case isTimeout(err):
+		p.bodyRefused.WithLabelValues("timeout").Inc()
+		p.reject(ctx, app, fasthttp.StatusRequestTimeout, "the request body was sent too slowly")
+	default:
+		p.bodyRefused.WithLabelValues("incomplete").Inc()
+		p.reject(ctx, app, fasthttp.StatusBadRequest, "the request body ended before it was complete")
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // normalizeHost lowercases host, drops the port and trailing dots. IPv6

@@ -145,6 +145,7 @@ func (t *transport) RoundTrip(_ *fasthttp.HostClient, req *fasthttp.Request, res
 		sb.r = io.LimitReader(pc.br, int64(cl))
 	case cl == -1:
 		sb.r = httputil.NewChunkedReader(pc.br)
+		sb.chunked = true
 	default: // until close
 		sb.r = pc.br
 		sb.keep = false
@@ -173,7 +174,31 @@ type streamBody struct {
 	r        io.Reader
 	keep     bool
 	eof      bool
+	chunked  bool
 	deadline time.Duration
+}
+
+// maxTrailer bounds the trailer section read after a chunked body.
+const maxTrailer = 16 << 10
+
+// skipTrailer consumes what follows a chunked body's last chunk: the
+// trailer fields, if any, and the empty line that ends them
+// (RFC 9112 7.1.2). httputil's chunked reader stops before them, and a
+// connection reused with them unread would answer the next request with
+// the leftover trailer. False when the section is malformed or too long:
+// the connection must then be closed.
+func skipTrailer(br *bufio.Reader) bool {
+	for read := 0; read < maxTrailer; {
+		line, err := br.ReadSlice('\n')
+		read += len(line)
+		if err != nil {
+			return false
+		}
+		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
+			return true // the empty line
+		}
+	}
+	return false
 }
 
 func (s *streamBody) Read(p []byte) (int, error) {
@@ -184,10 +209,20 @@ func (s *streamBody) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	if errors.Is(err, io.EOF) {
 		s.eof = true
+		if s.chunked && !s.finishChunked() {
+			s.keep = false
+		}
 	} else if err != nil {
 		err = fmt.Errorf("reading response body: %w", err)
 	}
 	return n, err
+}
+
+// finishChunked finishes a chunked body once: the trailer section is consumed so
+// the connection can be reused.
+func (s *streamBody) finishChunked() bool {
+	s.chunked = false
+	return skipTrailer(s.pc.br)
 }
 
 func (s *streamBody) Close() error {

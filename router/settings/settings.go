@@ -22,6 +22,9 @@ import (
 type Settings struct {
 	BodySize       int64         // bytes; 0 = unlimited
 	DefaultTimeout time.Duration // read/write/idle towards apps
+	// BodyTimeout is the longest wait between two reads of a client's
+	// request body (nginx's client_body_timeout).
+	BodyTimeout time.Duration
 	ConnectTimeout time.Duration
 
 	ProxyProtocol   bool
@@ -62,6 +65,7 @@ func Default() *Settings {
 	s := &Settings{
 		BodySize:                 1 << 20,
 		DefaultTimeout:           1300 * time.Second,
+		BodyTimeout:              60 * time.Second,
 		ConnectTimeout:           30 * time.Second,
 		ProxyRealIPCIDR:          []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 		HSTSMaxAge:               10886400,
@@ -143,6 +147,7 @@ func Parse(kvs map[string]string, prev *Settings) (*Settings, []error) {
 
 	size("bodySize", &s.BodySize, def.BodySize, prev.BodySize)
 	dur("defaultTimeout", &s.DefaultTimeout, def.DefaultTimeout, prev.DefaultTimeout)
+	dur("bodyTimeout", &s.BodyTimeout, def.BodyTimeout, prev.BodyTimeout)
 	dur("connectTimeout", &s.ConnectTimeout, def.ConnectTimeout, prev.ConnectTimeout)
 	boolean("proxyProtocol", &s.ProxyProtocol, def.ProxyProtocol, prev.ProxyProtocol)
 	cidrs("proxyRealIpCidr", &s.ProxyRealIPCIDR, def.ProxyRealIPCIDR, prev.ProxyRealIPCIDR)
