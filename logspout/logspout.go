@@ -77,9 +77,9 @@ type Logspout struct {
 	// end by this run.
 	prevRun  time.Time
 	caughtUp map[string]bool
-	dirty     bool
-	wg        sync.WaitGroup
-	ctx       context.Context
+	dirty    bool
+	wg       sync.WaitGroup
+	ctx      context.Context
 
 	linesIn, linesSkipped *prometheus.CounterVec
 	linesOdd              *prometheus.CounterVec // shipped, but truncated or not text

@@ -8,8 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"time"
 	"syscall"
+	"time"
 
 	"github.com/deis/dataplane/logger"
 	"github.com/deis/dataplane/pkg/daemon"
@@ -19,9 +19,9 @@ import (
 
 func main() {
 	var (
-		common            daemon.Common
-		cfg               logger.Config
-		rotate, keep, max string
+		common             daemon.Common
+		cfg                logger.Config
+		rotate, keep, max  string
 		memLimit, appLimit string
 		idle               string
 	)

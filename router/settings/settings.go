@@ -24,7 +24,7 @@ type Settings struct {
 	DefaultTimeout time.Duration // read/write/idle towards apps
 	// BodyTimeout is the longest wait between two reads of a client's
 	// request body (nginx's client_body_timeout).
-	BodyTimeout time.Duration
+	BodyTimeout    time.Duration
 	ConnectTimeout time.Duration
 
 	ProxyProtocol   bool
