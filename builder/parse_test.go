@@ -58,10 +58,36 @@ func TestParseProcfile(t *testing.T) {
 	if err != nil || p["web"] != "echo a: b" || p["clock"] != "sleep 1" {
 		t.Fatalf("plain Procfile = %v, %v", p, err)
 	}
-	for _, bad := range []string{"", "web:\n", "Web_Proc: x\n", "web: [1, 2]\n", "just text\n", "a.b: x\n"} {
+	for _, bad := range []string{"", "web:\n", "Web_Proc: x\n", "just text\n", "a.b: x\n", "web: a\nweb: b\n"} {
 		if p, err := ParseProcfile([]byte(bad)); err == nil {
 			t.Errorf("ParseProcfile(%q) = %v; want an error", bad, p)
 		}
+	}
+}
+
+// TestL13ProcfileIsReadLiterally: read as YAML, `&anchor ./server` became
+// `./server`, `!tag ./server` lost its tag, `0x1F` became `31`, and a
+// duplicate type silently won. Heroku reads each line literally.
+func TestL13ProcfileIsReadLiterally(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"web: &anchor ./server\n":         "&anchor ./server",
+		"web: !tag ./server\n":            "!tag ./server",
+		"web: 0x1F\n":                     "0x1F",
+		"web: 1e3\n":                      "1e3",
+		"web: \"bundle exec puma\"\n":     "bundle exec puma",
+		"web: 'python app.py'\n":          "python app.py",
+		"web: sh -c 'echo \"a b\"'\n":     "sh -c 'echo \"a b\"'",
+		"web: ./server # the web\n":       "./server # the web",
+		"web:./server --port=$PORT\r\n":   "./server --port=$PORT",
+	} {
+		p, err := ParseProcfile([]byte(in))
+		if err != nil || p["web"] != want {
+			t.Errorf("ParseProcfile(%q) = %q, %v; want %q", in, p["web"], err, want)
+		}
+	}
+	if _, err := ParseProcfile([]byte("web: a\nworker: b\nweb: c\n")); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Fatalf("duplicate process type: %v", err)
 	}
 }
 

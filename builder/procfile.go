@@ -4,62 +4,64 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"sort"
+	"regexp"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/deis/dataplane/pkg/keys"
 )
 
-// ParseProcfile reads a Procfile: YAML mapping process types to commands
-// (`web: ./server --port $PORT`). Lines that YAML rejects but that are
-// plainly "<type>: <command>" (a command containing ": ", say) are read
-// the way Heroku reads them. Process types follow the app-name rules, as
-// they become part of container names.
+// procLine is a Procfile line as Heroku reads it: "<type>: <command>".
+var procLine = regexp.MustCompile(`^([A-Za-z0-9_-]+):\s*(.+)$`)
+
+// ParseProcfile reads a Procfile the way Heroku does: one
+// "<type>: <command>" per line, the command taken literally (a YAML parser
+// would turn `&x ./server` into `./server` and `0x1F` into `31`). Blank
+// lines and lines starting with # are skipped. A command wholly inside one
+// pair of quotes loses them, as Deis v1's YAML reading did for the quoted
+// Procfiles written for it. A process type given twice is an error, and
+// types follow the app-name rules, as they become part of container names.
 func ParseProcfile(data []byte) (map[string]string, error) {
 	procs := map[string]string{}
-	var doc map[string]any
-	if err := yaml.Unmarshal(data, &doc); err == nil {
-		for k, v := range doc {
-			switch v := v.(type) {
-			case string:
-				procs[k] = v
-			case nil:
-				return nil, fmt.Errorf("process type %q in the Procfile has no command", k)
-			case map[string]any, []any:
-				return nil, fmt.Errorf("process type %q in the Procfile: want a command line, not a %T", k, v)
-			default:
-				procs[k] = fmt.Sprint(v)
-			}
+	sc := bufio.NewScanner(strings.NewReader(string(data)))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
 		}
-	} else {
-		sc := bufio.NewScanner(strings.NewReader(string(data)))
-		for n := 1; sc.Scan(); n++ {
-			line := strings.TrimSpace(sc.Text())
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			name, cmd, ok := strings.Cut(line, ":")
-			if !ok {
-				return nil, fmt.Errorf("line %d of the Procfile: want <type>: <command> (%v)", n, err)
-			}
-			procs[strings.TrimSpace(name)] = strings.TrimSpace(cmd)
+		m := procLine.FindStringSubmatch(line)
+		if m == nil {
+			return nil, fmt.Errorf("line %d of the Procfile: want <type>: <command>, got %q", n, truncate(line, 60))
 		}
-	}
-	names := make([]string, 0, len(procs))
-	for name, cmd := range procs {
+		name, cmd := m[1], unquote(strings.TrimSpace(m[2]))
 		if err := keys.ValidateAppName(name); err != nil {
 			return nil, fmt.Errorf("process type %q in the Procfile: %v", name, err)
+		}
+		if _, dup := procs[name]; dup {
+			return nil, fmt.Errorf("line %d of the Procfile: process type %q is given twice", n, name)
 		}
 		if strings.TrimSpace(cmd) == "" {
 			return nil, fmt.Errorf("process type %q in the Procfile has no command", name)
 		}
-		names = append(names, name)
+		procs[name] = cmd
 	}
-	sort.Strings(names)
-	if len(names) == 0 {
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read the Procfile: %w", err)
+	}
+	if len(procs) == 0 {
 		return nil, errors.New("the Procfile names no process types")
 	}
 	return procs, nil
+}
+
+// unquote removes one pair of quotes around the whole of s when no quote
+// of that kind is inside.
+func unquote(s string) string {
+	if len(s) >= 2 {
+		q := s[0]
+		if (q == '"' || q == '\'') && s[len(s)-1] == q && !strings.ContainsRune(s[1:len(s)-1], rune(q)) {
+			return s[1 : len(s)-1]
+		}
+	}
+	return s
 }
