@@ -42,6 +42,7 @@ type push struct {
 	app, user, repo, token string
 	ctx                    context.Context
 	failed                 atomic.Bool
+	hooked                 atomic.Bool // the pre-receive hook ran: the pack has arrived
 }
 
 const zeroSHA = "0000000000000000000000000000000000000000"
@@ -50,6 +51,7 @@ const zeroSHA = "0000000000000000000000000000000000000000"
 // releases it. It returns the hook's exit status: non-zero declines the
 // push.
 func (p *push) onHook(req *hookRequest, out io.Writer) int {
+	p.hooked.Store(true)
 	var sha string
 	for _, line := range req.Refs {
 		f := strings.Fields(line)
@@ -229,6 +231,10 @@ func (p *push) dockerBuild(ctx context.Context, req *hookRequest, sha, image, ki
 		RmTmpContainer:      true,
 		ForceRmTmpContainer: true,
 		Labels:              map[string]string{"io.deis.app": p.app, "io.deis.sha": sha},
+		Memory:              p.b.cfg.BuildMemory,
+		Memswap:             memswap(p.b.cfg.BuildMemory),
+		CPUPeriod:           cpuPeriod(p.b.cfg.BuildCPUs),
+		CPUQuota:            cpuQuota(p.b.cfg.BuildCPUs),
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -441,5 +447,39 @@ func (p *push) keepObjects(req *hookRequest, sha string) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("git update-ref: %v: %s", err, out)
 	}
+	// Only the last declined push is referenced: drop what earlier ones
+	// left, or every failed push would grow the repository for good.
+	gc := exec.Command("git", "gc", "--prune=now", "--quiet")
+	gc.Env = append(os.Environ(), "GIT_DIR="+p.repo)
+	if out, err := gc.CombinedOutput(); err != nil {
+		return fmt.Errorf("git gc: %v: %s", err, out)
+	}
 	return nil
+}
+
+// cpuPeriod and cpuQuota express a build's CPU limit in cores (0 = none)
+// as Docker's CFS period and quota.
+const cfsPeriod = 100000
+
+func cpuPeriod(cpus float64) int64 {
+	if cpus <= 0 {
+		return 0
+	}
+	return cfsPeriod
+}
+
+func cpuQuota(cpus float64) int64 {
+	if cpus <= 0 {
+		return 0
+	}
+	return int64(cpus * cfsPeriod)
+}
+
+// memswap is the memory plus swap limit of a build: no swap beyond its
+// memory limit.
+func memswap(memory int64) int64 {
+	if memory <= 0 {
+		return 0
+	}
+	return memory
 }

@@ -45,6 +45,19 @@ type Config struct {
 	LockTTL      time.Duration // lease of the push lock (10s): how long a dead builder's lock lingers
 	AnnounceTTL  time.Duration // lease of /deis/builder/host,port (20s)
 	BuildTimeout time.Duration // longest build (30m)
+	// LoginGrace and MaxUnauthenticated bound connections that have not
+	// authenticated yet (30s, 64): see DefaultLoginGrace.
+	LoginGrace         time.Duration
+	MaxUnauthenticated int
+	// PushIdleTimeout aborts a push (releasing the app's push lock) when
+	// the client sends nothing for this long before the build starts (60s).
+	PushIdleTimeout time.Duration
+	// MaxPushSize is git's receive.maxInputSize for every repository
+	// (500 MiB; 0 = none); BuildMemory and BuildCPUs bound each build
+	// (2 GiB, 2; 0 = none).
+	MaxPushSize int64
+	BuildMemory int64
+	BuildCPUs   float64
 	// Health receives the builder's health (a new registry when nil); the
 	// caller may serve it before New returns.
 	Health *health.Registry
@@ -68,6 +81,9 @@ type Builder struct {
 	mu     sync.Mutex
 	active map[string]*push // by token
 
+	unauthed       atomic.Int64 // connections still authenticating
+	warnedStartups atomic.Bool
+
 	m metrics
 }
 
@@ -76,6 +92,9 @@ type metrics struct {
 	failures *prometheus.CounterVec   // by cause
 	duration *prometheus.HistogramVec // build seconds, by kind
 	sessions prometheus.Gauge
+	// refusedConns counts SSH connections refused or cut by the limits:
+	// max_unauthenticated, push_idle.
+	refusedConns *prometheus.CounterVec
 }
 
 // New prepares a builder: it loads or creates the shared host key (waiting
@@ -98,6 +117,15 @@ func New(ctx context.Context, cfg Config, ecli *clientv3.Client, dcli *docker.Cl
 	}
 	if cfg.BuildTimeout <= 0 {
 		cfg.BuildTimeout = 30 * time.Minute
+	}
+	if cfg.LoginGrace <= 0 {
+		cfg.LoginGrace = DefaultLoginGrace
+	}
+	if cfg.MaxUnauthenticated <= 0 {
+		cfg.MaxUnauthenticated = DefaultMaxUnauthenticated
+	}
+	if cfg.PushIdleTimeout <= 0 {
+		cfg.PushIdleTimeout = 60 * time.Second
 	}
 	if cfg.HookBin == "" {
 		exe, err := os.Executable()
@@ -122,9 +150,10 @@ func New(ctx context.Context, cfg Config, ecli *clientv3.Client, dcli *docker.Cl
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "builder_failures_total", Help: "Failed pushes by cause."}, []string{"cause"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "builder_build_duration_seconds", Help: "Build time from hook to release, by kind (dockerfile, stack).", Buckets: prometheus.ExponentialBuckets(0.25, 2, 12)}, []string{"kind"}),
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "builder_ssh_sessions", Help: "Open SSH sessions."}),
+		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "builder_ssh_refused_total", Help: "SSH connections refused or cut by the limits, by reason (max_unauthenticated, push_idle)."}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(b.m.pushes, b.m.failures, b.m.duration, b.m.sessions)
+		reg.MustRegister(b.m.pushes, b.m.failures, b.m.duration, b.m.sessions, b.m.refusedConns)
 	}
 	b.hooks, err = listenHooks(filepath.Join(cfg.RepoRoot, ".builder.sock"), b.push)
 	if err != nil {
@@ -141,6 +170,7 @@ func New(ctx context.Context, cfg Config, ecli *clientv3.Client, dcli *docker.Cl
 		KeyboardInteractiveHandler: b.explainRefusal,
 		HostSigners:                []ssh.Signer{hostKey},
 		Version:                    "DeisBuilder",
+		ConnCallback:               b.admitConn,
 	}
 	b.ann = announce.New(ecli, cfg.AnnounceTTL, log)
 	return b, nil

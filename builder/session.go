@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +64,7 @@ func (b *Builder) handleSession(s ssh.Session) {
 	b.m.sessions.Inc()
 	defer b.m.sessions.Dec()
 	ctx := s.Context()
+	sessionStarted(ctx)
 	user, _ := ctx.Value(ctxKeyUser).(string)
 	go b.keepAlive(ctx)
 	status := b.serve(ctx, s, user)
@@ -118,7 +121,7 @@ func (b *Builder) serve(ctx ssh.Context, s ssh.Session, user string) int {
 		return refuse("repository", "cannot prepare the repository of %s; try again, or ask the operator (the builder logged why)", app)
 	}
 	if verb == "git-upload-pack" {
-		return b.runGit(ctx, s, "upload-pack", repo, nil)
+		return b.runGit(ctx, s, "upload-pack", repo, nil, nil)
 	}
 	unlock, err := b.lock(ctx, app, user)
 	if err != nil {
@@ -128,7 +131,7 @@ func (b *Builder) serve(ctx ssh.Context, s ssh.Session, user string) int {
 	p := &push{b: b, app: app, user: user, repo: repo, ctx: ctx}
 	untrack := b.track(p)
 	defer untrack()
-	status := b.runGit(ctx, s, "receive-pack", repo, []string{envSocket + "=" + b.hooks.path, envToken + "=" + p.token})
+	status := b.runGit(ctx, s, "receive-pack", repo, []string{envSocket + "=" + b.hooks.path, envToken + "=" + p.token}, p)
 	if p.failed.Load() && status == 0 {
 		status = 1 // the build failed: git reports the declined push, ssh the status
 	}
@@ -222,6 +225,9 @@ func (b *Builder) ensureRepo(app string) (string, error) {
 			} // else another builder process created it meanwhile
 		}
 	}
+	if err := b.configureRepo(repo); err != nil {
+		return "", err
+	}
 	hook := fmt.Sprintf("#!/bin/sh\n# Installed by the deis builder: builds the pushed revision.\nexec %s hook\n", shellQuote(b.cfg.HookBin))
 	path := filepath.Join(repo, "hooks", "pre-receive")
 	if cur, err := os.ReadFile(path); err != nil || string(cur) != hook {
@@ -235,30 +241,75 @@ func (b *Builder) ensureRepo(app string) (string, error) {
 	return repo, nil
 }
 
+// configureRepo sets git's limit on repo: the largest push
+// (receive.maxInputSize, --max-push-size), which git refuses whole.
+func (b *Builder) configureRepo(repo string) error {
+	size := "0"
+	if b.cfg.MaxPushSize > 0 {
+		size = strconv.FormatInt(b.cfg.MaxPushSize, 10)
+	}
+	cmd := exec.Command("git", "config", "receive.maxInputSize", size)
+	cmd.Env = append(os.Environ(), "GIT_DIR="+repo)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("git config receive.maxInputSize: %v: %s", err, out)
+	}
+	return nil
+}
+
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // runGit runs git receive-pack or upload-pack on repo with the session as
 // its stdin/stdout, and returns git's exit status. When the client goes
-// away the whole process group (git and its hook) is killed.
-func (b *Builder) runGit(ctx context.Context, s ssh.Session, sub, repo string, env []string) int {
+// away the whole process group (git and its hook) is killed; so it is when
+// a push (p non-nil) sends nothing for PushIdleTimeout before its build
+// starts, since it holds the app's push lock.
+func (b *Builder) runGit(ctx context.Context, s ssh.Session, sub, repo string, env []string, p *push) int {
 	cmd := exec.Command("git", sub, repo)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s.Stderr()
+	// git reads the session through a pipe of our own: os/exec would wait
+	// for its copier, blocked reading a silent client, after git is gone.
+	in := newIdleInput(s)
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintf(s.Stderr(), "deis: cannot run git %s: %v\n", sub, err)
+		return 1
+	}
+	go func() { _, _ = io.Copy(stdinW, in); _ = stdinW.Close() }()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdinR, s, s.Stderr()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 5 * time.Second // a client that never closes its side does not hold the session
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	_ = stdinR.Close() // git has its own copy
+	if err != nil {
+		_ = stdinW.Close()
 		fmt.Fprintf(s.Stderr(), "deis: cannot run git %s: %v\n", sub, err)
 		return 1
 	}
 	done := make(chan struct{})
 	go func() {
-		select {
-		case <-ctx.Done():
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		case <-done:
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				return
+			case <-done:
+				return
+			case <-tick.C:
+				if p == nil || p.hooked.Load() || in.idle() < b.cfg.PushIdleTimeout {
+					continue
+				}
+				b.m.refusedConns.WithLabelValues("push_idle").Inc()
+				b.log.Info("push aborted: the client sent nothing", "app", p.app, "user", p.user, "idle", b.cfg.PushIdleTimeout.String())
+				fmt.Fprintf(s.Stderr(), "deis: the push sent nothing for %v; aborted, and %s's push lock released\n", b.cfg.PushIdleTimeout, p.app)
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				return
+			}
 		}
 	}()
-	err := cmd.Wait()
+	err = cmd.Wait()
+	_ = stdinW.Close()
 	close(done)
 	var exitErr *exec.ExitError
 	switch {

@@ -16,6 +16,7 @@ import (
 	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/dockerx"
 	"github.com/deis/dataplane/pkg/etcdutil"
+	"github.com/deis/dataplane/pkg/units"
 	"github.com/deis/dataplane/pkg/health"
 )
 
@@ -29,6 +30,10 @@ func main() {
 		healthAddr string
 		keep       string
 		keepAlive  string
+		grace      string
+		pushIdle   string
+		pushSize   string
+		buildMem   string
 	)
 	fs := flag.NewFlagSet("builder", flag.ExitOnError)
 	common.Register(fs)
@@ -38,7 +43,31 @@ func main() {
 	fs.StringVar(&cfg.StackImage, "stack-image", daemon.Env("STACK_IMAGE", "deis/busybox:latest"), "base image of apps pushed without a Dockerfile (env STACK_IMAGE)")
 	fs.StringVar(&keep, "keep-releases", daemon.Env("KEEP_RELEASES", "5"), "build images kept per app (env KEEP_RELEASES)")
 	fs.StringVar(&keepAlive, "keepalive", daemon.Env("KEEPALIVE", "30s"), "SSH keep-alive interval, so idle timeouts in front do not cut long builds (env KEEPALIVE)")
+	fs.StringVar(&grace, "login-grace-time", daemon.Env("LOGIN_GRACE_TIME", "30s"), "an SSH connection not authenticated within this is closed, as OpenSSH's LoginGraceTime (env LOGIN_GRACE_TIME)")
+	fs.IntVar(&cfg.MaxUnauthenticated, "max-startups", builder.DefaultMaxUnauthenticated, "most SSH connections still authenticating; more are refused, as OpenSSH's MaxStartups")
+	fs.StringVar(&pushIdle, "push-idle-timeout", daemon.Env("PUSH_IDLE_TIMEOUT", "60s"), "a push that sends nothing for this long before its build starts is aborted and its lock released (env PUSH_IDLE_TIMEOUT)")
+	fs.StringVar(&pushSize, "max-push-size", daemon.Env("MAX_PUSH_SIZE", "500m"), "largest push git accepts (receive.maxInputSize); 0 = no limit (env MAX_PUSH_SIZE)")
+	fs.StringVar(&buildMem, "build-memory", daemon.Env("BUILD_MEMORY", "2g"), "memory limit of each build; 0 = none (env BUILD_MEMORY)")
+	fs.Float64Var(&cfg.BuildCPUs, "build-cpus", 2, "CPU limit of each build, in cores; 0 = none")
 	daemon.Parse(fs, os.Args[1:], common.Validate, func() error {
+		var err error
+		if cfg.LoginGrace, err = daemon.ParseDuration(grace); err != nil || cfg.LoginGrace < time.Second {
+			return fmt.Errorf("--login-grace-time: %q must be a duration of at least 1s", grace)
+		}
+		if cfg.PushIdleTimeout, err = daemon.ParseDuration(pushIdle); err != nil || cfg.PushIdleTimeout < time.Second {
+			return fmt.Errorf("--push-idle-timeout: %q must be a duration of at least 1s", pushIdle)
+		}
+		if cfg.MaxPushSize, err = units.ParseSize(pushSize); err != nil || cfg.MaxPushSize < 0 {
+			return fmt.Errorf("--max-push-size: %q must be a size such as 500m, or 0", pushSize)
+		}
+		if cfg.BuildMemory, err = units.ParseSize(buildMem); err != nil || (cfg.BuildMemory != 0 && cfg.BuildMemory < 6<<20) {
+			return fmt.Errorf("--build-memory: %q must be a size of at least 6m, or 0", buildMem)
+		}
+		if cfg.MaxUnauthenticated < 1 || cfg.BuildCPUs < 0 {
+			return fmt.Errorf("--max-startups must be at least 1 and --build-cpus at least 0")
+		}
+		return nil
+	}, func() error {
 		n, err := strconv.Atoi(keep)
 		if err != nil || n < 1 {
 			return fmt.Errorf("--keep-releases: %q must be a whole number of at least 1", keep)
