@@ -146,10 +146,10 @@ func New(ctx context.Context, cfg Config, ecli *clientv3.Client, dcli *docker.Cl
 	b := &Builder{cfg: cfg, etcd: ecli, docker: dcli, log: log, Health: cfg.Health, hostKey: hostKey, active: map[string]*push{}}
 	b.users.Store(&users{})
 	b.m = metrics{
-		pushes:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "builder_pushes_total", Help: "Pushes by result (released, failed, refused, stored)."}, []string{"result"}),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "builder_failures_total", Help: "Failed pushes by cause."}, []string{"cause"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "builder_build_duration_seconds", Help: "Build time from hook to release, by kind (dockerfile, stack).", Buckets: prometheus.ExponentialBuckets(0.25, 2, 12)}, []string{"kind"}),
-		sessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "builder_ssh_sessions", Help: "Open SSH sessions."}),
+		pushes:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "builder_pushes_total", Help: "Pushes by result (released, failed, refused, stored)."}, []string{"result"}),
+		failures:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "builder_failures_total", Help: "Failed pushes by cause."}, []string{"cause"}),
+		duration:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "builder_build_duration_seconds", Help: "Build time from hook to release, by kind (dockerfile, stack).", Buckets: prometheus.ExponentialBuckets(0.25, 2, 12)}, []string{"kind"}),
+		sessions:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "builder_ssh_sessions", Help: "Open SSH sessions."}),
 		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "builder_ssh_refused_total", Help: "SSH connections refused or cut by the limits, by reason (max_unauthenticated, push_idle)."}, []string{"reason"}),
 	}
 	if reg != nil {

@@ -71,15 +71,15 @@ func TestParseProcfile(t *testing.T) {
 func TestL13ProcfileIsReadLiterally(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		"web: &anchor ./server\n":         "&anchor ./server",
-		"web: !tag ./server\n":            "!tag ./server",
-		"web: 0x1F\n":                     "0x1F",
-		"web: 1e3\n":                      "1e3",
-		"web: \"bundle exec puma\"\n":     "bundle exec puma",
-		"web: 'python app.py'\n":          "python app.py",
-		"web: sh -c 'echo \"a b\"'\n":     "sh -c 'echo \"a b\"'",
-		"web: ./server # the web\n":       "./server # the web",
-		"web:./server --port=$PORT\r\n":   "./server --port=$PORT",
+		"web: &anchor ./server\n":       "&anchor ./server",
+		"web: !tag ./server\n":          "!tag ./server",
+		"web: 0x1F\n":                   "0x1F",
+		"web: 1e3\n":                    "1e3",
+		"web: \"bundle exec puma\"\n":   "bundle exec puma",
+		"web: 'python app.py'\n":        "python app.py",
+		"web: sh -c 'echo \"a b\"'\n":   "sh -c 'echo \"a b\"'",
+		"web: ./server # the web\n":     "./server # the web",
+		"web:./server --port=$PORT\r\n": "./server --port=$PORT",
 	} {
 		p, err := ParseProcfile([]byte(in))
 		if err != nil || p["web"] != want {

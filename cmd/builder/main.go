@@ -16,8 +16,8 @@ import (
 	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/dockerx"
 	"github.com/deis/dataplane/pkg/etcdutil"
-	"github.com/deis/dataplane/pkg/units"
 	"github.com/deis/dataplane/pkg/health"
+	"github.com/deis/dataplane/pkg/units"
 )
 
 func main() {
