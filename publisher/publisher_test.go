@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -303,4 +304,22 @@ func TestL7StaticBackendsSurvivePublisherStart(t *testing.T) {
 	if v, ok := value(t, ec, static); !ok || v != "127.0.0.1:17001" {
 		t.Fatalf("the publisher deleted a static backend it never wrote (now %q, %v)", v, ok)
 	}
+}
+
+func FuzzHealthURL(f *testing.F) {
+	for _, s := range []string{"/healthz", "healthz?x=1", "/%zz", "//evil/x", "http://a/", "/a\x00b", " /x "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		u, err := publisher.HealthURL("10.0.0.1:5000", path)
+		if err != nil {
+			return
+		}
+		if !strings.HasPrefix(u, "http://10.0.0.1:5000/") {
+			t.Fatalf("HealthURL(%q) = %q: not on the container's address", path, u)
+		}
+		if _, err := http.NewRequest(http.MethodGet, u, nil); err != nil {
+			t.Fatalf("HealthURL(%q) = %q, which net/http refuses: %v", path, u, err)
+		}
+	})
 }

@@ -1,9 +1,12 @@
 package daemon_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -110,5 +113,38 @@ func TestAPITokenFromEtcd(t *testing.T) {
 	}
 	if got := daemon.NewAuth("flag", slog.New(slog.DiscardHandler), nil).Token(); got != "flag" {
 		t.Fatalf("flag token = %q", got)
+	}
+}
+
+// TestL12InternalServersCloseIdleConnections: the admin and log API
+// servers set only ReadHeaderTimeout, so Go never closed an idle keep-alive
+// connection. Every internal server comes from NewServer, with
+// IdleTimeout; shortened here, the server closes an idle connection.
+func TestL12InternalServersCloseIdleConnections(t *testing.T) {
+	t.Parallel()
+	srv := daemon.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	if srv.IdleTimeout != daemon.IdleTimeout || srv.ReadHeaderTimeout != daemon.ReadHeaderTimeout || srv.IdleTimeout <= 0 {
+		t.Fatalf("NewServer: idle %v, read header %v", srv.IdleTimeout, srv.ReadHeaderTimeout)
+	}
+	srv.IdleTimeout = 500 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("idle keep-alive connection still open after %v: %v", time.Since(start), err)
 	}
 }

@@ -87,7 +87,7 @@ func BenchmarkOctetCounting(b *testing.B) {
 }
 
 func FuzzReader(f *testing.F) {
-	for _, s := range []string{"5 hello", "<14>1 a\n", "10 short", "0 x", "3 abc4 defg", "\n\n\n", "1 a1 b"} {
+	for _, s := range []string{"5 hello", "<14>1 a\n", "10 short", "0 x", "3 abc4 defg", "\n\n\n", "1 a1 b", "2015-05-07T01:13:53UTC app[web.1]: x\n", "12345678901 x\n", "42\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -103,4 +103,28 @@ func FuzzReader(f *testing.F) {
 		}
 		t.Fatal("more messages than input bytes")
 	})
+}
+
+// TestL10NewlineLinesStartingWithDigits: framing is octet counting only
+// when the first bytes are a length and a space; a newline-framed line
+// that starts with a digit (a Deis v1 line, a year) is a line.
+func TestL10NewlineLinesStartingWithDigits(t *testing.T) {
+	for in, want := range map[string][]string{
+		"2015-05-07T01:13:53UTC app[web.1]: a\n2015-05-07T01:13:54UTC app[web.1]: b\n": {"2015-05-07T01:13:53UTC app[web.1]: a", "2015-05-07T01:13:54UTC app[web.1]: b"},
+		"5 hello3 abc": {"hello", "abc"},
+		"42\n7 more\n":  {"42", "7 more"},
+	} {
+		r := NewReader(strings.NewReader(in), 1024)
+		var got []string
+		for {
+			m, err := r.Next()
+			if err != nil {
+				break
+			}
+			got = append(got, string(m))
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
+	}
 }

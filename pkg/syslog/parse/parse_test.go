@@ -53,7 +53,7 @@ func BenchmarkParseRFC5424(b *testing.B) {
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"<14>1 2026-11-23T03:00:00Z h app web.1 - - hi", "<13>Nov 23 03:00:00 h app[1]: x",
-		"2026-11-23T03:00:00Z app[web.1]: y", "<", "<1>", "<14>1 ", strings.Repeat("[", 100),
+		"2026-11-23T03:00:00Z app[web.1]: y", "2015-05-07T01:13:53UTC app[web.1]: z", "2015-05-07T01:13:53PST app: w", "<", "<1>", "<14>1 ", strings.Repeat("[", 100),
 	} {
 		f.Add([]byte(s))
 	}
