@@ -596,14 +596,16 @@ func (l *Logger) ingest(p *parse.Parser, msg []byte, from string, line []byte) [
 	drains := *l.drains.Load()
 	if len(drains) > 0 {
 		var out [512]byte
-		enc := format.AppendRFC5424(out[:0], &format.Message{
-			Priority: 8 + m.Severity, Time: m.Time, Host: m.Host, App: m.App, ProcID: m.Proc, Text: []byte(m.Text),
-		})
+		msg := format.Message{Priority: 8 + m.Severity, Time: m.Time, Host: m.Host, App: m.App, ProcID: m.Proc, Text: []byte(m.Text)}
+		enc, encoded := out[:0], format.Kind(-1)
 		// The line is stored already: a drain that cannot keep up (the
 		// hosted service is down) loses lines for itself alone, counted,
 		// and never stops ingest for every app (rsyslog's separate action
 		// queues do the same).
 		for _, d := range drains {
+			if k := d.Format(); k != encoded { // each drain's ?format=
+				enc, encoded = format.Append(enc[:0], k, &msg), k
+			}
 			if !d.TrySend(enc) {
 				l.m.drops.WithLabelValues("drain_queue_full").Inc()
 			}

@@ -193,3 +193,33 @@ func TestM6FollowersAreCapped(t *testing.T) {
 	}
 	other.Body.Close()
 }
+
+// TestDrainFormatRFC3164: ?format=rfc3164 on a drain was parsed and then
+// ignored; the drain gets RFC 3164 now, another drain RFC 5424.
+func TestDrainFormatRFC3164(t *testing.T) {
+	t.Parallel()
+	e := testenv.StartEtcd(t)
+	h := start(t, e, t.TempDir())
+	a3164, a5424 := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	s3164, s5424 := newSink(t, a3164, nil), newSink(t, a5424, nil)
+	e.Put("/deis/logs/drain", "syslog+tcp://"+a3164+"?format=rfc3164,syslog+tcp://"+a5424)
+	time.Sleep(500 * time.Millisecond) // drains configured
+	c := dialTCP(t, h.l.Addr("syslog"))
+	m := "<14>1 2026-11-23T03:00:00Z h1 fmtapp web.1 - - hello"
+	fmt.Fprintf(c, "%d %s", len(m), m)
+	got := func(s *sink) string {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.msgs) == 0 {
+			return ""
+		}
+		return s.msgs[0]
+	}
+	testenv.Eventually(t, 5*time.Second, func() bool { return got(s3164) != "" && got(s5424) != "" }, "drains got nothing")
+	if want := "<14>Nov 23 03:00:00 h1 fmtapp[web.1]: hello"; got(s3164) != want {
+		t.Errorf("rfc3164 drain got %q, want %q", got(s3164), want)
+	}
+	if want := "<14>1 2026-11-23T03:00:00.000000Z h1 fmtapp web.1 - - hello"; got(s5424) != want {
+		t.Errorf("rfc5424 drain got %q, want %q", got(s5424), want)
+	}
+}

@@ -590,9 +590,8 @@ func (l *Logspout) readLog(ctx context.Context, id string, tty, follow bool, cur
 // shipLine formats a line and hands it to every route that wants it,
 // waiting for room (Docker's log is the buffer). False when ctx ended.
 func (l *Logspout) shipLine(ctx context.Context, buf *[]byte, ln logLine, name, app, proc string, labels map[string]string, flights map[int]*inflight) bool {
-	*buf = format.AppendRFC5424((*buf)[:0], &format.Message{
-		Priority: ln.pri, Time: ln.ts, Host: l.cfg.Host, App: app, ProcID: proc, Text: ln.text,
-	})
+	msg := format.Message{Priority: ln.pri, Time: ln.ts, Host: l.cfg.Host, App: app, ProcID: proc, Text: ln.text}
+	encoded := format.Kind(-1) // what buf holds
 	routes, any := l.targets(name, app, labels, ln.pri)
 	for !any {
 		// No destination at all (the logger is not announced yet):
@@ -611,6 +610,11 @@ func (l *Logspout) shipLine(ctx context.Context, buf *[]byte, ln logLine, name, 
 	flight := flights[ln.pri]
 	seq := flight.add(ln.ts, len(routes))
 	for _, t := range routes {
+		// Each route gets its own ?format=; most share one encoding.
+		if k := t.s.Format(); k != encoded {
+			*buf = format.Append((*buf)[:0], k, &msg)
+			encoded = k
+		}
 		if t.lossy {
 			// A route added through the API never holds the others
 			// back: when its queue is full the line is dropped for it

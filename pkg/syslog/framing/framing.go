@@ -1,8 +1,10 @@
-// Package framing splits a syslog TCP stream into messages (RFC 6587):
-// octet counting ("LEN SP MSG") or non-transparent framing (messages ended
-// by LF, or NUL). The framing is detected once per connection from its first
-// byte: a digit means octet counting, anything else newline framing.
-// Framing is kept apart from message parsing (package parse).
+// Package framing is syslog's stream framing (RFC 6587), both ways: Reader
+// splits a TCP stream into messages and Append frames one for writing,
+// with octet counting ("LEN SP MSG") or non-transparent framing (messages
+// ended by LF, or NUL on reading). A Reader detects the framing once per
+// connection from its first bytes: a length and a space mean octet
+// counting, anything else newline framing. Framing is kept apart from
+// message parsing (package parse) and encoding (package format).
 package framing
 
 import (
@@ -11,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 )
 
 // Mode is a framing method.
@@ -30,6 +33,22 @@ func (m Mode) String() string {
 		return "newline"
 	}
 	return "unknown"
+}
+
+// Append appends msg to dst framed with mode: "LEN SP MSG" for
+// OctetCounting, "MSG LF" for NonTransparent, msg alone for Unknown (a
+// datagram carries one message, unframed).
+func Append(dst []byte, mode Mode, msg []byte) []byte {
+	switch mode {
+	case OctetCounting:
+		dst = strconv.AppendInt(dst, int64(len(msg)), 10)
+		dst = append(dst, ' ')
+		return append(dst, msg...)
+	case NonTransparent:
+		return append(append(dst, msg...), '\n')
+	default:
+		return append(dst, msg...)
+	}
 }
 
 // DefaultMaxSize is the largest message accepted by default: 64 KiB of

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/deis/dataplane/pkg/syslog/format"
+	"github.com/deis/dataplane/pkg/syslog/framing"
 )
 
 // Transport is how messages travel.
@@ -34,14 +35,6 @@ const (
 
 func (t Transport) String() string { return [...]string{"udp", "tcp", "tls"}[t] }
 
-// Framing of stream transports.
-type Framing int
-
-const (
-	OctetCounting Framing = iota
-	Newline
-)
-
 // Default limits per transport (CONTRACT: UDP 1,024 bytes, TCP 100,000).
 const (
 	DefaultUDPMax = 1024
@@ -53,7 +46,7 @@ type Config struct {
 	URL       string // as given, for logs and health
 	Transport Transport
 	Addr      string // host:port
-	Framing   Framing
+	Framing   framing.Mode // OctetCounting or NonTransparent on streams
 	Format    format.Kind
 	MaxSize   int        // messages longer are truncated
 	Params    url.Values // every query parameter, for callers' filters
@@ -95,9 +88,9 @@ func ParseURL(raw string) (Config, error) {
 	c.Params = u.Query()
 	switch c.Params.Get("framing") {
 	case "", "octet", "octet-counting":
-		c.Framing = OctetCounting
+		c.Framing = framing.OctetCounting
 	case "newline", "nl", "lf":
-		c.Framing = Newline
+		c.Framing = framing.NonTransparent
 	default:
 		return c, fmt.Errorf("syslog URL %q: framing must be octet or newline", c.URL)
 	}
@@ -288,6 +281,16 @@ func (s *Sender) passOn(ctx context.Context) {
 	}
 }
 
+// Encode appends m to dst in the destination's format (?format=, RFC 5424
+// by default).
+func (s *Sender) Encode(dst []byte, m *format.Message) []byte {
+	return format.Append(dst, s.cfg.Format, m)
+}
+
+// Format is the destination's encoding; callers encode with Encode (or
+// format.Append) before sending.
+func (s *Sender) Format() format.Kind { return s.cfg.Format }
+
 // TrySend queues a copy of msg if there is room, else drops it (counted).
 func (s *Sender) TrySend(msg []byte) bool {
 	return s.TrySendAcked(msg, nil, 0)
@@ -297,8 +300,12 @@ func (s *Sender) TrySend(msg []byte) bool {
 // written, or at once when it is dropped (a lossy destination never holds
 // the caller's position back).
 func (s *Sender) TrySendAcked(msg []byte, acker Acker, seq uint64) bool {
+	return s.tryEnqueue(Item{Msg: clone(msg), Acker: acker, Seq: seq})
+}
+
+func (s *Sender) tryEnqueue(it Item) bool {
 	select {
-	case s.q <- Item{Msg: clone(msg), Acker: acker, Seq: seq}:
+	case s.q <- it:
 		s.mu.Lock()
 		retired := s.retired
 		s.mu.Unlock()
@@ -308,8 +315,8 @@ func (s *Sender) TrySendAcked(msg []byte, acker Acker, seq uint64) bool {
 		return true
 	default:
 		s.Dropped.Add(1)
-		if acker != nil {
-			acker.Ack(seq)
+		if it.Acker != nil {
+			it.Acker.Ack(it.Seq)
 		}
 		return false
 	}
@@ -445,16 +452,10 @@ func (s *Sender) encode(dst, msg []byte) []byte {
 		msg = msg[:s.cfg.MaxSize]
 		s.Truncated.Add(1)
 	}
-	switch {
-	case s.cfg.Transport == UDP:
-		return append(dst, msg...)
-	case s.cfg.Framing == Newline:
-		return append(append(dst, msg...), '\n')
-	default:
-		dst = strconv.AppendInt(dst, int64(len(msg)), 10)
-		dst = append(dst, ' ')
-		return append(dst, msg...)
+	if s.cfg.Transport == UDP {
+		return framing.Append(dst, framing.Unknown, msg) // one per datagram
 	}
+	return framing.Append(dst, s.cfg.Framing, msg)
 }
 
 func (s *Sender) dial(ctx context.Context) (net.Conn, error) {

@@ -19,13 +19,14 @@ import (
 	"time"
 
 	"github.com/deis/dataplane/pkg/syslog/format"
+	"github.com/deis/dataplane/pkg/syslog/framing"
 	"github.com/deis/dataplane/pkg/testenv"
 )
 
 func TestParseURL(t *testing.T) {
 	t.Parallel()
 	c, err := ParseURL("syslog+tls://logs5.papertrailapp.com:12345?framing=newline&format=rfc3164&filter.name=web*")
-	if err != nil || c.Transport != TLS || c.Framing != Newline || c.Format != format.RFC3164 || c.Addr != "logs5.papertrailapp.com:12345" || c.Params.Get("filter.name") != "web*" || c.TLS.ServerName != "logs5.papertrailapp.com" {
+	if err != nil || c.Transport != TLS || c.Framing != framing.NonTransparent || c.Format != format.RFC3164 || c.Addr != "logs5.papertrailapp.com:12345" || c.Params.Get("filter.name") != "web*" || c.TLS.ServerName != "logs5.papertrailapp.com" {
 		t.Fatalf("ParseURL = %+v, %v", c, err)
 	}
 	if c, _ := ParseURL("syslog://127.0.0.1:514"); c.Transport != UDP || c.MaxSize != DefaultUDPMax {
