@@ -207,3 +207,18 @@ func TestDevplane(t *testing.T) {
 		t.Fatalf("no clean stop message:\n%s", out.String())
 	}
 }
+
+// TestVersionFlag: every daemon prints its version with --version and
+// exits 0, without needing etcd or Docker.
+func TestVersionFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries")
+	}
+	bin := build(t, "router", "logger", "logspout", "publisher", "builder")
+	for _, name := range []string{"router", "logger", "logspout", "publisher", "builder"} {
+		out, err := exec.Command(filepath.Join(bin, name), "--version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), name+" ") || strings.Count(string(out), "\n") != 1 {
+			t.Errorf("%s --version: %v %q", name, err, out)
+		}
+	}
+}

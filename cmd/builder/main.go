@@ -24,6 +24,11 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "hook" {
 		os.Exit(builder.RunHook(os.Stdin, os.Stdout, os.Stderr))
 	}
+	os.Exit(run())
+}
+
+// run returns the exit code, so that deferred cleanup runs before exiting.
+func run() int {
 	var (
 		common     daemon.Common
 		cfg        builder.Config
@@ -84,14 +89,12 @@ func main() {
 	log := daemon.NewLogger("builder", common.LogLevel)
 	ecli, err := etcdutil.Connect(common.Etcd)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "builder: --etcd: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("builder", "--etcd", err)
 	}
 	defer ecli.Close()
 	dcli, err := dockerx.Connect(common.Docker)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "builder: --docker: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("builder", "--docker", err)
 	}
 	ctx, stop := daemon.SignalContext()
 	defer stop()
@@ -99,8 +102,7 @@ func main() {
 	cfg.Health = &health.Registry{}
 	admin, err := daemon.NewAdmin(healthAddr, cfg.Health, reg, daemon.NewAuth(common.APIToken, log, reg))
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "builder: --health-addr: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("builder", "--health-addr", err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) }) // answers 503 while the builder waits for etcd
@@ -111,11 +113,10 @@ func main() {
 		stop()
 		_ = g.Wait()
 		if signalled {
-			os.Exit(0) // stopped while waiting for etcd
+			return daemon.ExitOK // stopped while waiting for etcd
 		}
-		fmt.Fprintf(os.Stderr, "builder: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("builder", "start", err)
 	}
 	g.Go(func() error { return b.Run(gctx) })
-	os.Exit(daemon.Exit(log, g.Wait()))
+	return daemon.Exit(log, g.Wait())
 }

@@ -17,7 +17,10 @@ import (
 	"github.com/deis/dataplane/pkg/units"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run returns the exit code, so that deferred cleanup runs before exiting.
+func run() int {
 	var (
 		common             daemon.Common
 		cfg                logger.Config
@@ -83,14 +86,12 @@ func main() {
 	log := daemon.NewLogger("logger", common.LogLevel)
 	cli, err := etcdutil.Connect(common.Etcd)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "logger: --etcd: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("logger", "--etcd", err)
 	}
 	defer cli.Close()
 	l, err := logger.New(cfg, cli, log, daemon.NewMetrics())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "logger: %v\n", err)
-		os.Exit(1)
+		daemon.Fail("logger", "start", err)
 	}
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
@@ -103,5 +104,5 @@ func main() {
 	ctx, stop := daemon.SignalContext()
 	defer stop()
 	log.Info("logger serving", "syslog", l.Addr("syslog"), "tls", l.Addr("tls"), "http", l.Addr("http"))
-	os.Exit(daemon.Exit(log, l.Run(ctx)))
+	return daemon.Exit(log, l.Run(ctx))
 }

@@ -19,7 +19,10 @@ import (
 	"github.com/deis/dataplane/pkg/units"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run returns the exit code, so that deferred cleanup runs before exiting.
+func run() int {
 	var (
 		common  daemon.Common
 		webAddr string
@@ -66,25 +69,21 @@ func main() {
 	log := daemon.NewLogger("logspout", common.LogLevel)
 	ecli, err := etcdutil.Connect(common.Etcd)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "logspout: --etcd: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("logspout", "--etcd", err)
 	}
 	defer ecli.Close()
 	dcli, err := dockerx.Connect(common.Docker)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "logspout: --docker: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("logspout", "--docker", err)
 	}
 	reg := daemon.NewMetrics()
 	ls, err := logspout.New(cfg, dcli, ecli, log, reg)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "logspout: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("logspout", "start", err)
 	}
 	admin, err := daemon.NewAdmin(webAddr, ls.Health, reg, daemon.NewAuth(common.APIToken, log, reg))
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "logspout: --web-addr: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("logspout", "--web-addr", err)
 	}
 	admin.Mux.Handle("/routes", admin.Guard(http.HandlerFunc(ls.ServeRoutes)))
 	admin.Mux.Handle("/routes/", admin.Guard(http.HandlerFunc(ls.ServeRoutes)))
@@ -96,5 +95,5 @@ func main() {
 	g.Go(func() error { return admin.Run(gctx) })
 	g.Go(func() error { return admin.Auth.Watch(gctx, ecli) })
 	g.Go(func() error { return ls.Run(gctx) })
-	os.Exit(daemon.Exit(log, g.Wait()))
+	return daemon.Exit(log, g.Wait())
 }

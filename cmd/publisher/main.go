@@ -17,7 +17,10 @@ import (
 	"github.com/deis/dataplane/publisher"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run returns the exit code, so that deferred cleanup runs before exiting.
+func run() int {
 	var (
 		common         daemon.Common
 		healthAddr     string
@@ -42,21 +45,18 @@ func main() {
 	log := daemon.NewLogger("publisher", common.LogLevel)
 	ecli, err := etcdutil.Connect(common.Etcd)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "publisher: --etcd: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("publisher", "--etcd", err)
 	}
 	defer ecli.Close()
 	dcli, err := dockerx.Connect(common.Docker)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "publisher: --docker: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("publisher", "--docker", err)
 	}
 	reg := daemon.NewMetrics()
 	p := publisher.New(cfg, dcli, ecli, log, reg)
 	admin, err := daemon.NewAdmin(healthAddr, p.Health, reg, daemon.NewAuth(common.APIToken, log, reg))
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "publisher: --health-addr: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("publisher", "--health-addr", err)
 	}
 	ctx, stop := daemon.SignalContext()
 	defer stop()
@@ -69,5 +69,5 @@ func main() {
 	if ctx.Err() != nil {
 		err = context.Canceled
 	}
-	os.Exit(daemon.Exit(log, err))
+	return daemon.Exit(log, err)
 }

@@ -13,12 +13,14 @@ import (
 	"github.com/deis/dataplane/router"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run returns the exit code, so that deferred cleanup runs before exiting.
+func run() int {
 	var (
-		common    daemon.Common
-		cfg       router.Config
-		grace     string
-		accessLog string
+		common daemon.Common
+		cfg    router.Config
+		grace  string
 	)
 	fs := flag.NewFlagSet("router", flag.ExitOnError)
 	common.Register(fs)
@@ -27,17 +29,10 @@ func main() {
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", daemon.Env("SSH_ADDR", ":2222"), "TCP address forwarded to the builder; empty disables (env SSH_ADDR)")
 	fs.StringVar(&cfg.HealthAddr, "health-addr", daemon.Env("HEALTH_ADDR", ":9090"), "health and metrics address (env HEALTH_ADDR)")
 	fs.StringVar(&grace, "grace", daemon.Env("GRACE", "30s"), "how long SIGTERM waits for in-flight requests (env GRACE)")
-	fs.StringVar(&accessLog, "access-log", daemon.Env("ACCESS_LOG", "true"), "write a JSON access log line per request to stdout (env ACCESS_LOG)")
+	daemon.BoolVar(fs, &cfg.AccessLog, "access-log", "ACCESS_LOG", true, "write a JSON access log line per request to stdout")
 	daemon.Parse(fs, os.Args[1:], common.Validate, func() (err error) {
 		if cfg.Grace, err = daemon.ParseDuration(grace); err != nil {
 			return fmt.Errorf("--grace: %w", err)
-		}
-		switch accessLog {
-		case "true", "1", "on", "yes":
-			cfg.AccessLog = true
-		case "false", "0", "off", "no":
-		default:
-			return fmt.Errorf("--access-log: %q is not true or false", accessLog)
 		}
 		if cfg.HealthAddr == "" {
 			return fmt.Errorf("--health-addr: must not be empty")
@@ -51,16 +46,14 @@ func main() {
 	log := daemon.NewLogger("router", common.LogLevel)
 	cli, err := etcdutil.Connect(common.Etcd)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "router: --etcd: %v\n", err)
-		os.Exit(2)
+		daemon.Fail("router", "--etcd", err)
 	}
 	defer cli.Close()
 	r, err := router.New(cfg, cli, log)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "router: %v\n", err)
-		os.Exit(1)
+		daemon.Fail("router", "start", err)
 	}
 	ctx, stop := daemon.SignalContext()
 	defer stop()
-	os.Exit(daemon.Exit(log, r.Run(ctx)))
+	return daemon.Exit(log, r.Run(ctx))
 }

@@ -9,22 +9,42 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/deis/dataplane/pkg/health"
+	"github.com/deis/dataplane/pkg/version"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // NewMetrics returns a fresh Prometheus registry with the Go runtime and
-// process collectors, so each daemon (and each test) has its own.
+// process collectors and build_info{version,goversion} = 1, so each daemon
+// (and each test) has its own.
 func NewMetrics() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "build_info", Help: "The build: version and Go version (always 1).",
+		ConstLabels: prometheus.Labels{"version": version.Version, "goversion": runtime.Version()}})
+	info.Set(1)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), info)
 	return reg
+}
+
+// Exit codes shared by every daemon: the same failure gives the same code.
+const (
+	ExitOK      = 0 // stopped by SIGTERM/SIGINT, or --version
+	ExitFailure = 1 // failed while running
+	ExitUsage   = 2 // a bad flag, or a dependency unusable at start (bind, etcd or Docker endpoint)
+)
+
+// Fail prints "<component>: <what>: <err>" as the one line a daemon dies with
+// at start, and exits with ExitUsage.
+func Fail(component, what string, err error) {
+	fmt.Fprintf(os.Stderr, "%s: %s: %v\n", component, what, err)
+	os.Exit(ExitUsage)
 }
 
 // Admin is the health and metrics HTTP server every daemon runs.
@@ -149,13 +169,14 @@ func runReloads() {
 	}
 }
 
-// Exit logs err (if any) and returns the process exit code: 0 for a clean
-// stop, 1 otherwise. Use as os.Exit(daemon.Exit(log, run(ctx))).
+// Exit logs err (if any) and returns the process exit code: ExitOK for a
+// clean stop, ExitFailure otherwise. Use as `code = daemon.Exit(log,
+// run(ctx))` with os.Exit(code) deferred first, so other defers run.
 func Exit(log *slog.Logger, err error) int {
 	if err == nil || errors.Is(err, context.Canceled) {
 		log.Info("stopped")
-		return 0
+		return ExitOK
 	}
 	log.Error("stopped with error", "err", err)
-	return 1
+	return ExitFailure
 }

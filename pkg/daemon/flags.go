@@ -14,11 +14,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/pkg/version"
 )
 
 // Common are the flags every daemon takes (CONTRACT.md "Common flags").
@@ -152,21 +154,82 @@ func ParseDuration(s string) (time.Duration, error) {
 }
 
 // Parse parses args into fs and exits the process with a one-line error
-// when a flag is bad. It is meant for main packages only.
+// when a flag is bad (ExitUsage). It adds --version, which prints the
+// build's version and exits 0. It is meant for main packages only.
 func Parse(fs *flag.FlagSet, args []string, validate ...func() error) {
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
-		os.Exit(2)
+		os.Exit(ExitUsage)
+	}
+	if *showVersion {
+		fmt.Printf("%s %s (%s)\n", fs.Name(), version.Version, runtime.Version())
+		os.Exit(0)
 	}
 	for _, v := range validate {
 		if err := v(); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
-			os.Exit(2)
+			os.Exit(ExitUsage)
 		}
 	}
 }
 
 // NewLogger returns a JSON slog logger at level, tagged with the component.
+// Durations are written as Go duration strings ("1.5s"), not the integer
+// nanoseconds slog's JSON handler would print.
 func NewLogger(component string, level slog.Level) *slog.Logger {
-	h := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	h := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations})
 	return slog.New(h).With("component", component)
+}
+
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
+}
+
+// boolFlag is a boolean flag that also takes a value: --x, --x=false,
+// --x=off, --x no. Its environment variable sets the default.
+type boolFlag struct{ p *bool }
+
+func (b boolFlag) String() string {
+	if b.p == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*b.p)
+}
+
+func (b boolFlag) Set(s string) error {
+	v, err := ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b.p = v
+	return nil
+}
+
+func (boolFlag) IsBoolFlag() bool { return true }
+
+// BoolVar defines a boolean flag whose default comes from env (when set
+// and valid) or def; it accepts true/false, on/off, yes/no, 1/0, and no
+// value at all for true.
+func BoolVar(fs *flag.FlagSet, p *bool, name, env string, def bool, usage string) {
+	*p = def
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		if b, err := ParseBool(v); err == nil {
+			*p = b
+		}
+	}
+	fs.Var(boolFlag{p}, name, usage+" (env "+env+")")
+}
+
+// ParseBool accepts true/false, on/off, yes/no, 1/0, any case.
+func ParseBool(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "on", "yes", "1":
+		return true, nil
+	case "false", "off", "no", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not true or false", v)
 }

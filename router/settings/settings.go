@@ -207,14 +207,12 @@ func ParseTimeout(v string) (time.Duration, error) {
 }
 
 // ParseBool accepts true/false, on/off, yes/no, 1/0.
+// An empty value is false (a key set to nothing).
 func ParseBool(v string) (bool, error) {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "true", "on", "yes", "1":
-		return true, nil
-	case "false", "off", "no", "0", "":
+	if strings.TrimSpace(v) == "" {
 		return false, nil
 	}
-	return false, errors.New("want true or false")
+	return daemon.ParseBool(v)
 }
 
 // ParseCIDRs parses a comma (or space) separated list of CIDRs or single
