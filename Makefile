@@ -5,6 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/deis/dataplane/pkg/version.Version=$(VERSION)
 GO ?= go
 TEST_TIMEOUT ?= 14m
+STATICCHECK ?= v0.8.2
 
 .PHONY: help build test test-short setup bench run images lint fuzz clean
 
@@ -22,12 +23,17 @@ build: ## build every daemon into bin/<name> (static, CGO_ENABLED=0)
 setup: ## install and start what tests need (Docker engine, busybox, git, ssh)
 	@bash scripts/setup.sh
 
-test: setup ## vet, then every test (real etcd, Docker, git, ssh); REQUIRE_DOCKER=1 fails instead of skipping
-	$(GO) vet ./...
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 2 ./...
+# The packages with goroutines that share state, run again under the race
+# detector (every package would not fit the time budget; e2e runs binaries).
+RACE_PKGS := ./pkg/... ./router/... ./logger/... ./logspout/... ./publisher/... ./builder/...
 
-test-short: ## unit tests only, no setup
-	$(GO) test -short -count=1 ./...
+test: setup ## vet, every test in random order (real etcd, Docker, git, ssh), then the concurrent packages under -race; REQUIRE_DOCKER=1 fails instead of skipping
+	$(GO) vet ./...
+	$(GO) test -count=1 -shuffle=on -timeout $(TEST_TIMEOUT) -p 2 ./...
+	$(GO) test -race -count=1 -shuffle=on -timeout $(TEST_TIMEOUT) -p 2 $(RACE_PKGS)
+
+test-short: ## unit tests only: no setup, skips everything that needs etcd or Docker
+	$(GO) test -short -count=1 -shuffle=on ./...
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 	@bash scripts/fuzz.sh $${FUZZTIME:-20s}
@@ -43,7 +49,7 @@ images: build ## Docker images of every daemon (FROM scratch) for docker-compose
 
 lint: ## go vet and staticcheck
 	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
 
 clean: ## remove build output
 	rm -rf bin bench/out

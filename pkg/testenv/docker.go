@@ -25,8 +25,12 @@ const BusyboxPath = "/bin/busybox"
 // Docker connects to the engine at DOCKER_HOST (or the local socket) and
 // makes sure the busybox image exists. Where no engine answers, the test is
 // skipped with the reason, unless REQUIRE_DOCKER=1, where it fails.
+// Under -short (make test-short) it always skips.
 func Docker(t testing.TB) *docker.Client {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a Docker engine: skipped by -short")
+	}
 	cli, err := dockerClient()
 	if err == nil {
 		err = EnsureBusyboxImage(cli)

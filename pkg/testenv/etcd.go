@@ -33,9 +33,12 @@ type Etcd struct {
 }
 
 // StartEtcd starts an embedded etcd on free loopback ports and stops it when
-// the test ends.
+// the test ends. Under -short (make test-short) the test is skipped.
 func StartEtcd(t testing.TB) *Etcd {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs etcd: skipped by -short")
+	}
 	e := &Etcd{t: t, dir: t.TempDir()}
 	e.client = url.URL{Scheme: "http", Host: FreeAddr(t)}
 	e.peer = url.URL{Scheme: "http", Host: FreeAddr(t)}

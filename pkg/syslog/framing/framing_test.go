@@ -112,7 +112,7 @@ func TestL10NewlineLinesStartingWithDigits(t *testing.T) {
 	for in, want := range map[string][]string{
 		"2015-05-07T01:13:53UTC app[web.1]: a\n2015-05-07T01:13:54UTC app[web.1]: b\n": {"2015-05-07T01:13:53UTC app[web.1]: a", "2015-05-07T01:13:54UTC app[web.1]: b"},
 		"5 hello3 abc": {"hello", "abc"},
-		"42\n7 more\n":  {"42", "7 more"},
+		"42\n7 more\n": {"42", "7 more"},
 	} {
 		r := NewReader(strings.NewReader(in), 1024)
 		var got []string

@@ -45,7 +45,7 @@ const (
 type Config struct {
 	URL       string // as given, for logs and health
 	Transport Transport
-	Addr      string // host:port
+	Addr      string       // host:port
 	Framing   framing.Mode // OctetCounting or NonTransparent on streams
 	Format    format.Kind
 	MaxSize   int        // messages longer are truncated

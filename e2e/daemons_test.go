@@ -1,6 +1,6 @@
-// Package deploy tests what an operator runs: the built binaries, `make
+// Package e2e tests what an operator runs: the built binaries, `make
 // run`'s devplane, and docker-compose.yml.
-package deploy
+package e2e
 
 import (
 	"bytes"

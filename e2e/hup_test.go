@@ -1,4 +1,4 @@
-package deploy
+package e2e
 
 import (
 	"bytes"
