@@ -192,7 +192,7 @@ func (p *push) build(req *hookRequest, sha string, out io.Writer) (kind string, 
 	if domain != "" {
 		fmt.Fprintf(out, "       http://%s.%s\n", p.app, domain)
 	} else {
-		fmt.Fprintf(out, "       (no URL: /deis/platform/domain is not set)\n")
+		fmt.Fprintf(out, "       (no URL: %s is not set)\n", keys.PlatformDomain)
 	}
 	p.prune(ctx)
 	return kind, rel.Version, nil
@@ -230,7 +230,7 @@ func (p *push) dockerBuild(ctx context.Context, req *hookRequest, sha, image, ki
 		OutputStream:        out,
 		RmTmpContainer:      true,
 		ForceRmTmpContainer: true,
-		Labels:              map[string]string{"io.deis.app": p.app, "io.deis.sha": sha},
+		Labels:              map[string]string{keys.LabelApp: p.app, keys.LabelSHA: sha},
 		Memory:              p.b.cfg.BuildMemory,
 		Memswap:             memswap(p.b.cfg.BuildMemory),
 		CPUPeriod:           cpuPeriod(p.b.cfg.BuildCPUs),
@@ -391,7 +391,7 @@ func (p *push) prune(ctx context.Context) {
 			keep["git-"+rels[i].SHA[:8]] = true
 		}
 	}
-	images, err := p.b.docker.ListImages(docker.ListImagesOptions{Filters: map[string][]string{"label": {"io.deis.app=" + p.app}}, Context: ctx})
+	images, err := p.b.docker.ListImages(docker.ListImagesOptions{Filters: map[string][]string{"label": {keys.LabelApp + "=" + p.app}}, Context: ctx})
 	if err != nil {
 		return
 	}

@@ -39,7 +39,7 @@ func indexUsers(snap *etcdwatch.Snapshot, bad func(key string, why string)) user
 			fp = fp[4:] // as `ssh-keygen -E md5 -l` prints it
 		}
 		if !ok || user == "" || fp == "" {
-			bad(k, "want /deis/builder/users/<user>/<fingerprint>")
+			bad(k, "want "+keys.BuilderUsersPrefix+"<user>/<fingerprint>")
 			continue
 		}
 		pub, _, _, _, err := gossh.ParseAuthorizedKey([]byte(snap.KVs[k]))

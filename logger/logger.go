@@ -225,7 +225,7 @@ func (l *Logger) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { l.udpLoop(ctx) })
 
-	watcher := etcdwatch.New(l.etcd, []string{"/deis/logs/"}, etcdwatch.Options{Logger: l.log})
+	watcher := etcdwatch.New(l.etcd, []string{keys.LogsPrefix}, etcdwatch.Options{Logger: l.log})
 	wg.Go(func() { _ = watcher.Run(ctx) })
 	wg.Go(func() { l.applyConfig(ctx, watcher) })
 

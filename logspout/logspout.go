@@ -209,7 +209,7 @@ func (l *Logspout) Run(ctx context.Context) error {
 		l.startRouteLocked(r)
 	}
 	l.routesMu.Unlock()
-	watcher := etcdwatch.New(l.etcd, []string{"/deis/logs/"}, etcdwatch.Options{Logger: l.log})
+	watcher := etcdwatch.New(l.etcd, []string{keys.LogsPrefix}, etcdwatch.Options{Logger: l.log})
 	wg.Go(func() { _ = watcher.Run(ctx) })
 	wg.Go(func() { l.followLogger(ctx, sendCtx, watcher) })
 	wg.Go(func() { _ = l.events.Run(ctx) })
@@ -475,7 +475,7 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 	if info.Config != nil {
 		labels, env, tty = info.Config.Labels, info.Config.Env, info.Config.Tty
 	}
-	if labels["io.deis.logspout"] == "ignore" || containsEnv(env, "LOGSPOUT=ignore") {
+	if labels[keys.LabelLogspout] == "ignore" || containsEnv(env, "LOGSPOUT=ignore") {
 		l.linesSkipped.WithLabelValues("ignored_container").Inc()
 		return
 	}

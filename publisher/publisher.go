@@ -559,17 +559,17 @@ func publicPort(info *docker.Container, labels map[string]string) (int, error) {
 		return 0, errors.New("no published TCP port")
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].container < all[j].container })
-	if want := labels["io.deis.port"]; want != "" {
+	if want := labels[keys.LabelPort]; want != "" {
 		n, err := strconv.Atoi(want)
 		if err != nil {
-			return 0, fmt.Errorf("label io.deis.port=%q is not a port", want)
+			return 0, fmt.Errorf("label %s=%q is not a port", keys.LabelPort, want)
 		}
 		for _, b := range all {
 			if b.container == n {
 				return b.host, nil
 			}
 		}
-		return 0, fmt.Errorf("label io.deis.port=%d is not a published port", n)
+		return 0, fmt.Errorf("label %s=%d is not a published port", keys.LabelPort, n)
 	}
 	return all[0].host, nil
 }

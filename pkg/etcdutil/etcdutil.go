@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+
+	"github.com/deis/dataplane/pkg/keys"
 )
 
 // Connect returns a client for endpoints. It does not wait for etcd to be
@@ -49,7 +51,7 @@ func Connect(endpoints []string) (*clientv3.Client, error) {
 func Ping(ctx context.Context, cli *clientv3.Client, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if _, err := cli.Get(ctx, "/deis/platform/domain", clientv3.WithCountOnly()); err != nil {
+	if _, err := cli.Get(ctx, keys.PlatformDomain, clientv3.WithCountOnly()); err != nil {
 		return fmt.Errorf("etcd unreachable: %w", err)
 	}
 	return nil

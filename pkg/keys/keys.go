@@ -12,11 +12,24 @@ import (
 	"strings"
 )
 
+// Docker labels of app containers (CONTRACT.md "Names") and of the images
+// and containers the platform makes.
+const (
+	LabelApp      = "io.deis.app"
+	LabelVersion  = "io.deis.version"
+	LabelType     = "io.deis.type"
+	LabelNum      = "io.deis.num"
+	LabelPort     = "io.deis.port"     // the container port to publish, when several
+	LabelSHA      = "io.deis.sha"      // the git revision an image was built from
+	LabelLogspout = "io.deis.logspout" // "ignore": not shipped
+)
+
 // Root is the prefix under which every platform key lives.
 const Root = "/deis/"
 
 // Platform-wide keys.
 const (
+	PlatformPrefix = "/deis/platform/"
 	PlatformDomain = "/deis/platform/domain"
 	// PlatformAPIToken is the shared secret of the internal HTTP APIs
 	// (logger, logspout, /metrics): "Authorization: Bearer <token>".
@@ -32,14 +45,17 @@ const (
 	RouterPrefix      = "/deis/router/"
 	RouterHostsPrefix = "/deis/router/hosts/"
 
+	BuilderPrefix      = "/deis/builder/"
 	BuilderHost        = "/deis/builder/host"
 	BuilderPort        = "/deis/builder/port"
 	BuilderUsersPrefix = "/deis/builder/users/"
 	BuilderSSHHostKey  = "/deis/builder/sshHostKey"
 
-	ControllerHost = "/deis/controller/host"
-	ControllerPort = "/deis/controller/port"
+	ControllerPrefix = "/deis/controller/"
+	ControllerHost   = "/deis/controller/host"
+	ControllerPort   = "/deis/controller/port"
 
+	LogsPrefix             = "/deis/logs/"
 	LogsHost               = "/deis/logs/host"
 	LogsPort               = "/deis/logs/port"
 	LogsProtocol           = "/deis/logs/protocol"

@@ -125,19 +125,19 @@ func ParseContainerName(s string) (ContainerName, error) {
 // containers not named by the convention.
 func ContainerFromLabels(labels map[string]string) (ContainerName, error) {
 	var c ContainerName
-	c.App = labels["io.deis.app"]
+	c.App = labels[LabelApp]
 	if err := ValidateAppName(c.App); err != nil {
 		return c, fmt.Errorf("label io.deis.app: %w", err)
 	}
 	var err error
-	if c.Version, err = positiveInt(strings.TrimPrefix(labels["io.deis.version"], "v")); err != nil {
+	if c.Version, err = positiveInt(strings.TrimPrefix(labels[LabelVersion], "v")); err != nil {
 		return c, fmt.Errorf("label io.deis.version: %w", err)
 	}
-	c.Type = labels["io.deis.type"]
+	c.Type = labels[LabelType]
 	if err := validateProcType(c.Type); err != nil {
 		return c, fmt.Errorf("label io.deis.type: %w", err)
 	}
-	if c.Num, err = positiveInt(labels["io.deis.num"]); err != nil {
+	if c.Num, err = positiveInt(labels[LabelNum]); err != nil {
 		return c, fmt.Errorf("label io.deis.num: %w", err)
 	}
 	return c, nil
@@ -149,7 +149,7 @@ func ParseContainer(name string, labels map[string]string) (ContainerName, error
 	if err == nil {
 		return c, nil
 	}
-	if labels["io.deis.app"] != "" {
+	if labels[LabelApp] != "" {
 		return ContainerFromLabels(labels)
 	}
 	return c, err

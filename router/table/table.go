@@ -21,8 +21,8 @@ import (
 
 // Prefixes are the etcd prefixes a table is built from.
 var Prefixes = []string{
-	"/deis/platform/", keys.ServicesPrefix, keys.DomainsPrefix, keys.CertsPrefix,
-	keys.ConfigPrefix, keys.RouterPrefix, "/deis/builder/", "/deis/controller/", keys.AppsPrefix,
+	keys.PlatformPrefix, keys.ServicesPrefix, keys.DomainsPrefix, keys.CertsPrefix,
+	keys.ConfigPrefix, keys.RouterPrefix, keys.BuilderPrefix, keys.ControllerPrefix, keys.AppsPrefix,
 }
 
 // Backend is one app container address. Its health state outlives table
