@@ -136,7 +136,7 @@ func (p *push) build(req *hookRequest, sha string, out io.Writer) (kind string, 
 	short := sha[:8]
 	ls, err := p.git(req, "ls-tree", "--name-only", sha).Output()
 	if err != nil {
-		return "", 0, step("repository", fmt.Errorf("read the pushed tree: %v", err))
+		return "", 0, step("repository", fmt.Errorf("read the pushed tree: %w", err))
 	}
 	files := map[string]bool{}
 	for _, f := range strings.Split(string(ls), "\n") {
@@ -146,7 +146,7 @@ func (p *push) build(req *hookRequest, sha string, out io.Writer) (kind string, 
 	if files["Procfile"] {
 		data, err := p.git(req, "show", sha+":Procfile").Output()
 		if err != nil {
-			return "", 0, step("repository", fmt.Errorf("read Procfile: %v", err))
+			return "", 0, step("repository", fmt.Errorf("read Procfile: %w", err))
 		}
 		if procfile, err = ParseProcfile(data); err != nil {
 			return "", 0, step("procfile", err)
@@ -159,7 +159,7 @@ func (p *push) build(req *hookRequest, sha string, out io.Writer) (kind string, 
 			return "", 0, step("procfile", errors.New("neither a Dockerfile nor a Procfile: add a Dockerfile, or a Procfile naming the app's processes (web: <command>)"))
 		}
 		if _, err := p.b.docker.InspectImage(p.b.cfg.StackImage); err != nil {
-			return "", 0, step("stack", fmt.Errorf("stack image %s is not on this Docker engine: %v", p.b.cfg.StackImage, err))
+			return "", 0, step("stack", fmt.Errorf("stack image %s is not on this Docker engine: %w", p.b.cfg.StackImage, err))
 		}
 	} else if procfile == nil {
 		procfile = map[string]string{"cmd": ""} // the image's own CMD
@@ -210,7 +210,7 @@ func (p *push) dockerBuild(ctx context.Context, req *hookRequest, sha, image, ki
 	var stderr bytes.Buffer
 	archive.Stderr = &stderr
 	if err := archive.Start(); err != nil {
-		return fmt.Errorf("git archive: %v", err)
+		return fmt.Errorf("git archive: %w", err)
 	}
 	defer func() { _ = archive.Process.Kill(); _ = archive.Wait() }()
 	input := io.Reader(archiveOut)
@@ -238,12 +238,12 @@ func (p *push) dockerBuild(ctx context.Context, req *hookRequest, sha, image, ki
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("docker build: %v (%v)", ctx.Err(), err)
+			return fmt.Errorf("docker build: %v (%w)", ctx.Err(), err)
 		}
 		if s := strings.TrimSpace(stderr.String()); s != "" {
 			return fmt.Errorf("docker build: %v (git archive: %s)", err, s)
 		}
-		return fmt.Errorf("docker build: %v", err)
+		return fmt.Errorf("docker build: %w", err)
 	}
 	return nil
 }
@@ -299,7 +299,7 @@ func addStackDockerfile(in io.Reader, out *io.PipeWriter, dockerfile []byte) {
 func (p *push) registry(ctx context.Context) (string, error) {
 	resp, err := p.b.etcd.Txn(ctx).Then(clientv3.OpGet(keys.RegistryHost), clientv3.OpGet(keys.RegistryPort)).Commit()
 	if err != nil {
-		return "", fmt.Errorf("read the registry address: %v", err)
+		return "", fmt.Errorf("read the registry address: %w", err)
 	}
 	host, port := strings.TrimSpace(string(first(resp, 0))), strings.TrimSpace(string(first(resp, 1)))
 	if host == "" || port == "" {
@@ -312,10 +312,10 @@ func (p *push) pushImage(ctx context.Context, reg, short string, out io.Writer) 
 	repo := reg + "/" + p.app
 	tag := "git-" + short
 	if err := p.b.docker.TagImage(p.app+":"+tag, docker.TagImageOptions{Repo: repo, Tag: tag, Force: true, Context: ctx}); err != nil {
-		return "", fmt.Errorf("tag for %s: %v", reg, err)
+		return "", fmt.Errorf("tag for %s: %w", reg, err)
 	}
 	if err := p.b.docker.PushImage(docker.PushImageOptions{Name: repo, Tag: tag, Registry: reg, OutputStream: out, Context: ctx, InactivityTimeout: time.Minute}, docker.AuthConfiguration{ServerAddress: reg}); err != nil { // an empty auth sends no X-Registry-Auth, which Docker refuses
-		return "", fmt.Errorf("push to %s: %v", reg, err)
+		return "", fmt.Errorf("push to %s: %w", reg, err)
 	}
 	return repo + ":" + tag, nil
 }
@@ -336,7 +336,7 @@ func (p *push) release(ctx context.Context, image string, procfile map[string]st
 	for attempt := 0; attempt < 20; attempt++ {
 		resp, err := p.b.etcd.Txn(ctx).Then(clientv3.OpGet(cur), clientv3.OpGet(keys.ConfigPrefixFor(p.app), clientv3.WithPrefix())).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("read the current release: %v", err)
+			return nil, fmt.Errorf("read the current release: %w", err)
 		}
 		n, rev := 0, int64(0)
 		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
@@ -359,7 +359,7 @@ func (p *push) release(ctx context.Context, image string, procfile map[string]st
 			Then(clientv3.OpPut(next, string(data)), clientv3.OpPut(cur, strconv.Itoa(rel.Version))).
 			Commit()
 		if err != nil {
-			return nil, fmt.Errorf("write the release: %v", err)
+			return nil, fmt.Errorf("write the release: %w", err)
 		}
 		if tx.Succeeded {
 			return rel, nil
@@ -445,14 +445,14 @@ func (p *push) keepObjects(req *hookRequest, sha string) error {
 	cmd := exec.Command("git", "update-ref", "refs/deis/failed", sha)
 	cmd.Env = append(os.Environ(), "GIT_DIR="+p.repo)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("git update-ref: %v: %s", err, out)
+		return fmt.Errorf("git update-ref: %w: %s", err, out)
 	}
 	// Only the last declined push is referenced: drop what earlier ones
 	// left, or every failed push would grow the repository for good.
 	gc := exec.Command("git", "gc", "--prune=now", "--quiet")
 	gc.Env = append(os.Environ(), "GIT_DIR="+p.repo)
 	if out, err := gc.CombinedOutput(); err != nil {
-		return fmt.Errorf("git gc: %v: %s", err, out)
+		return fmt.Errorf("git gc: %w: %s", err, out)
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ func ParseProcfile(data []byte) (map[string]string, error) {
 		}
 		name, cmd := m[1], unquote(strings.TrimSpace(m[2]))
 		if err := keys.ValidateAppName(name); err != nil {
-			return nil, fmt.Errorf("process type %q in the Procfile: %v", name, err)
+			return nil, fmt.Errorf("process type %q in the Procfile: %w", name, err)
 		}
 		if _, dup := procs[name]; dup {
 			return nil, fmt.Errorf("line %d of the Procfile: process type %q is given twice", n, name)

@@ -48,7 +48,7 @@ func ParseCommand(raw string) (verb, app string, err error) {
 	repo := strings.TrimSuffix(strings.TrimPrefix(arg, "/"), "/")
 	name := strings.TrimSuffix(repo, ".git")
 	if err := keys.ValidateAppName(name); err != nil {
-		return "", "", fmt.Errorf("repository %q: want <app>.git where %v", truncate(arg, 80), err)
+		return "", "", fmt.Errorf("repository %q: want <app>.git where %w", truncate(arg, 80), err)
 	}
 	return verb, name, nil
 }
@@ -147,7 +147,7 @@ func (b *Builder) authorize(ctx context.Context, user, app string) error {
 		clientv3.OpGet(keys.Admin(user)),
 	).Commit()
 	if err != nil {
-		return fmt.Errorf("cannot check permissions (etcd: %v); try again", err)
+		return fmt.Errorf("cannot check permissions (etcd: %w); try again", err)
 	}
 	owner, perm, admin := first(resp, 0), first(resp, 1), first(resp, 2)
 	switch {
@@ -174,7 +174,7 @@ func first(resp *clientv3.TxnResponse, i int) []byte {
 func (b *Builder) lock(ctx context.Context, app, user string) (unlock func(), err error) {
 	sess, err := concurrency.NewSession(b.etcd, concurrency.WithTTL(int(b.cfg.LockTTL/time.Second)), concurrency.WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("cannot take the push lock of %s (etcd: %v); try again", app, err)
+		return nil, fmt.Errorf("cannot take the push lock of %s (etcd: %w); try again", app, err)
 	}
 	host, _ := os.Hostname()
 	holder := fmt.Sprintf("%s since %s (builder %s)", user, time.Now().UTC().Format(time.RFC3339), host)
@@ -186,7 +186,7 @@ func (b *Builder) lock(ctx context.Context, app, user string) (unlock func(), er
 		Commit()
 	if err != nil {
 		sess.Close()
-		return nil, fmt.Errorf("cannot take the push lock of %s (etcd: %v); try again", app, err)
+		return nil, fmt.Errorf("cannot take the push lock of %s (etcd: %w); try again", app, err)
 	}
 	if !resp.Succeeded {
 		sess.Close()
@@ -216,7 +216,7 @@ func (b *Builder) ensureRepo(app string) (string, error) {
 		out, err := exec.Command("git", "init", "--quiet", "--bare", tmp).CombinedOutput()
 		if err != nil {
 			os.RemoveAll(tmp)
-			return "", fmt.Errorf("git init: %v: %s", err, out)
+			return "", fmt.Errorf("git init: %w: %s", err, out)
 		}
 		if err := os.Rename(tmp, repo); err != nil {
 			os.RemoveAll(tmp)
@@ -251,7 +251,7 @@ func (b *Builder) configureRepo(repo string) error {
 	cmd := exec.Command("git", "config", "receive.maxInputSize", size)
 	cmd.Env = append(os.Environ(), "GIT_DIR="+repo)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("git config receive.maxInputSize: %v: %s", err, out)
+		return fmt.Errorf("git config receive.maxInputSize: %w: %s", err, out)
 	}
 	return nil
 }
