@@ -67,7 +67,7 @@ func (u users) lookup(pub gossh.PublicKey) (string, bool) {
 	return k.user, true
 }
 
-// Fingerprint is the key's MD5 fingerprint as CONTRACT.md names keys:
+// Fingerprint is the key's MD5 fingerprint as docs/contract.md names keys:
 // colon-separated lowercase hex.
 func Fingerprint(pub gossh.PublicKey) string {
 	return gossh.FingerprintLegacyMD5(pub)

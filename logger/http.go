@@ -10,7 +10,7 @@ import (
 	"github.com/deis/dataplane/pkg/keys"
 )
 
-// handler serves the log API of CONTRACT.md plus /healthz and /metrics:
+// handler serves the log API of docs/contract.md plus /healthz and /metrics:
 //
 //	GET    /<app>?log_lines=N, /logs/<app>?log_lines=N  (default 100)
 //	GET    /logs/<app>?follow=true                      (streams new lines)

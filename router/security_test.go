@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deis/dataplane/internal/race"
 	"github.com/deis/dataplane/pkg/testenv"
 	"github.com/deis/dataplane/pkg/testenv/testcert"
 )
@@ -383,6 +384,9 @@ func TestL4ClientCannotNameItself(t *testing.T) {
 // 1 MiB prefill.
 func TestL5UpgradeBodyIsStreamed(t *testing.T) {
 	// Not parallel: it measures the process's allocations.
+	if race.Enabled {
+		t.Skip("the race detector inflates allocations")
+	}
 	e := testenv.StartEtcd(t)
 	var got atomic.Int64
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

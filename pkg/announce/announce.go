@@ -18,7 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// DefaultTTL is the lease TTL of CONTRACT.md for published keys.
+// DefaultTTL is the lease TTL of docs/contract.md for published keys.
 const DefaultTTL = 20 * time.Second
 
 // ErrNoLease is returned by Put while no lease is held; the key is kept and

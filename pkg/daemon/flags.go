@@ -1,5 +1,5 @@
 // Package daemon holds what every binary shares: the common flags of
-// CONTRACT.md (each with an environment fallback), logging setup, the
+// docs/contract.md (each with an environment fallback), logging setup, the
 // admin HTTP server (/healthz, /metrics) and signal-driven lifetimes.
 //
 // cmd/<binary>/main.go uses it to parse flags into one config value; all
@@ -23,7 +23,7 @@ import (
 	"github.com/deis/dataplane/pkg/version"
 )
 
-// Common are the flags every daemon takes (CONTRACT.md "Common flags").
+// Common are the flags every daemon takes (docs/contract.md "Common flags").
 type Common struct {
 	Etcd     []string   // etcd v3 endpoints
 	Host     string     // this host's address as published in etcd
@@ -129,7 +129,7 @@ func EnvDuration(name string, def time.Duration) time.Duration {
 }
 
 // ParseDuration accepts Go syntax ("30s", "1m30s") or bare seconds ("30",
-// "1.5"), as the router settings of CONTRACT.md do. Negative values are
+// "1.5"), as the router settings of docs/contract.md do. Negative values are
 // rejected.
 func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)

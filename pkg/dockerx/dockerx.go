@@ -6,8 +6,13 @@ package dockerx
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -149,20 +154,19 @@ func (w *Watcher) streamOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("docker ping: %w", err)
 	}
-	events := make(chan *docker.APIEvents, 256)
-	if err := w.cli.AddEventListenerWithOptions(docker.EventsOptions{
-		Filters: map[string][]string{"type": {"container"}},
-	}, events); err != nil {
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	events, err := streamEvents(sctx, w.cli.Endpoint())
+	if err != nil {
 		return fmt.Errorf("docker events: %w", err)
 	}
-	defer func() { _ = w.cli.RemoveEventListener(events) }()
 	// Resync after subscribing, so nothing between the two is missed.
 	if err := w.h.Resync(ctx); err != nil {
 		return fmt.Errorf("resync after connect: %w", err)
 	}
 	w.connected.Store(true)
-	// go-dockerclient reconnects its own stream silently; a periodic ping
-	// notices a dead engine so we can resync once it returns.
+	// A periodic ping notices an engine that hangs without closing the
+	// stream, so we can resync once it answers again.
 	ping := time.NewTicker(2 * time.Second)
 	defer ping.Stop()
 	for {
@@ -180,7 +184,7 @@ func (w *Watcher) streamOnce(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("docker event stream closed")
 			}
-			if ev == nil || ev.Type != "container" && ev.Type != "" {
+			if ev.Type != "container" && ev.Type != "" {
 				continue
 			}
 			id := ev.Actor.ID
@@ -197,4 +201,57 @@ func (w *Watcher) streamOnce(ctx context.Context) error {
 			})
 		}
 	}
+}
+
+// streamEvents follows the engine's /events stream of container events at
+// endpoint (unix:// or tcp://) until ctx ends or the stream breaks, when
+// the channel is closed. It reads the stream itself rather than through
+// go-dockerclient's event monitor, which is shared by every user of a
+// client, reconnects on its own without telling, and races when
+// re-enabled.
+func streamEvents(ctx context.Context, endpoint string) (<-chan docker.APIEvents, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("docker endpoint %q: %w", endpoint, err)
+	}
+	base, dial := "http://"+u.Host, (&net.Dialer{}).DialContext
+	if u.Scheme == "unix" {
+		base = "http://docker"
+		dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", u.Path)
+		}
+	}
+	client := &http.Client{Transport: &http.Transport{DialContext: dial}}
+	filters := url.QueryEscape(`{"type":["container"]}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events?filters="+filters, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET /events: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	out := make(chan docker.APIEvents, 256)
+	go func() {
+		defer close(out)
+		defer resp.Body.Close()
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var ev docker.APIEvents
+			if err := dec.Decode(&ev); err != nil {
+				return
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
 }

@@ -1,4 +1,4 @@
-// Package keys is the etcd key layout of CONTRACT.md in one place: every
+// Package keys is the etcd key layout of docs/contract.md in one place: every
 // component builds and parses keys through it, so a path is spelled once.
 //
 // All keys use the etcd v3 API with the Deis v1 paths. Builders do not
@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// Docker labels of app containers (CONTRACT.md "Names") and of the images
+// Docker labels of app containers (docs/contract.md "Names") and of the images
 // and containers the platform makes.
 const (
 	LabelApp      = "io.deis.app"

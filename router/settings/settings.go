@@ -1,4 +1,4 @@
-// Package settings parses the router's /deis/router/* settings (CONTRACT.md)
+// Package settings parses the router's /deis/router/* settings (docs/contract.md)
 // into an immutable Settings value. Every setting has a default; an invalid
 // value is reported and replaced by the last good value (or the default), so
 // a typo never stops routing.
@@ -60,7 +60,7 @@ type Settings struct {
 // DefaultGzipTypes are nginx's Deis v1 defaults.
 var DefaultGzipTypes = "application/x-javascript application/xhtml+xml application/xml application/xml+rss application/json text/css text/javascript text/plain text/xml"
 
-// Default returns the settings with every default of CONTRACT.md.
+// Default returns the settings with every default of docs/contract.md.
 func Default() *Settings {
 	s := &Settings{
 		BodySize:                 1 << 20,

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,8 +120,8 @@ func TestHalfCloseIdleAndNoTarget(t *testing.T) {
 			}()
 		}
 	}()
-	var target *tcpproxy.Target
-	proxy := serve(t, func() *tcpproxy.Target { return target })
+	var target atomic.Pointer[tcpproxy.Target]
+	proxy := serve(t, target.Load)
 
 	// No builder announced: the connection is closed.
 	c, err := net.Dial("tcp", proxy)
@@ -133,7 +134,7 @@ func TestHalfCloseIdleAndNoTarget(t *testing.T) {
 	}
 	c.Close()
 
-	target = &tcpproxy.Target{Addr: echo.Addr().String(), ConnectTimeout: time.Second, IdleTimeout: 300 * time.Millisecond}
+	target.Store(&tcpproxy.Target{Addr: echo.Addr().String(), ConnectTimeout: time.Second, IdleTimeout: 300 * time.Millisecond})
 	c, err = net.Dial("tcp", proxy)
 	if err != nil {
 		t.Fatal(err)

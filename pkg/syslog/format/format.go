@@ -1,11 +1,11 @@
 // Package format encodes syslog messages: RFC 5424 (the wire format of
-// CONTRACT.md) and RFC 3164 for old receivers. Encoders append to a
+// docs/contract.md) and RFC 3164 for old receivers. Encoders append to a
 // caller's buffer and do not allocate.
 package format
 
 import "time"
 
-// Priorities of CONTRACT.md: user.info for stdout, user.err for stderr.
+// Priorities of docs/contract.md: user.info for stdout, user.err for stderr.
 const (
 	PriStdout = 14
 	PriStderr = 11
