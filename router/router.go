@@ -227,6 +227,11 @@ func (r *Router) Run(ctx context.Context) error {
 	var annDone sync.WaitGroup
 	annDone.Go(func() { _ = ann.Run(annCtx) })
 
+	// Connections wait in the listeners' backlogs until the first routing
+	// table is in: a router started beside a running one (SO_REUSEPORT, a
+	// restart) would otherwise answer its share of requests 503. Without
+	// etcd it serves after firstTableWait all the same, saying why.
+	r.waitFirstTable(gctx)
 	serveErr := make(chan error, 3)
 	if ln := r.listeners["http"]; ln != nil {
 		go func() { serveErr <- r.httpSrv.Serve(ln) }()
@@ -315,6 +320,20 @@ func (r *Router) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return nil, fmt.Errorf("no certificate for server name %q", h.ServerName)
 		},
 	}, nil
+}
+
+// firstTableWait bounds how long Run holds connections for the first table.
+const firstTableWait = 10 * time.Second
+
+func (r *Router) waitFirstTable(ctx context.Context) {
+	deadline := time.Now().Add(firstTableWait)
+	for r.proxy.Table() == nil && ctx.Err() == nil {
+		if time.Now().After(deadline) {
+			r.log.Warn("serving without a routing table: etcd has not answered; requests get 503 until it does", "waited", firstTableWait.String())
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func ignoreCanceled(err error) error {
