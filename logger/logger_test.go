@@ -228,7 +228,7 @@ func TestUtilLinuxLoggerAndFollow(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, w := range []string{"via tcp octet", "via tcp newline", "via udp 3164"} {
-			if strings.Contains(line, "ulapp[") && strings.Contains(line, w) {
+			if strings.Contains(line, " ulapp") && strings.Contains(line, w) {
 				got[w] = true
 			}
 		}
@@ -237,7 +237,7 @@ func TestUtilLinuxLoggerAndFollow(t *testing.T) {
 		t.Fatalf("follow stream saw %v", got)
 	}
 	// And the real curl gets the stored lines.
-	if out, err := exec.Command("curl", "-sf", "http://"+h.l.Addr("http")+"/ulapp?log_lines=3").Output(); err != nil || strings.Count(string(out), "ulapp[") != 3 {
+	if out, err := exec.Command("curl", "-sf", "http://"+h.l.Addr("http")+"/ulapp?log_lines=3").Output(); err != nil || strings.Count(string(out), " ulapp") != 3 {
 		t.Fatalf("curl: %v %q", err, out)
 	}
 }

@@ -148,9 +148,12 @@ func AppendLine(dst []byte, m *Message) []byte {
 	dst = m.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, ' ')
 	dst = append(dst, m.App...)
-	dst = append(dst, '[')
-	dst = append(dst, m.Proc...)
-	dst = append(dst, "]: "...)
+	if m.Proc != "" { // "app: text" when there is no process, not "app[]: text"
+		dst = append(dst, '[')
+		dst = append(dst, m.Proc...)
+		dst = append(dst, ']')
+	}
+	dst = append(dst, ':', ' ')
 	// Stored lines are one line each: embedded newlines are escaped.
 	for i := 0; i < len(m.Text); i++ {
 		switch c := m.Text[i]; c {

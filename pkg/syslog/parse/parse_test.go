@@ -66,3 +66,13 @@ func FuzzParse(f *testing.F) {
 		_ = AppendLine(nil, &m)
 	})
 }
+
+func TestAppendLineWithoutProcess(t *testing.T) {
+	ts := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	if got := string(AppendLine(nil, &Message{Time: ts, App: "myapp", Text: "hello"})); got != "2026-11-30T12:00:00Z myapp: hello" {
+		t.Fatalf("no process: %q (want no empty brackets)", got)
+	}
+	if got := string(AppendLine(nil, &Message{Time: ts, App: "myapp", Proc: "web.1", Text: "a\nb"})); got != `2026-11-30T12:00:00Z myapp[web.1]: a\nb` {
+		t.Fatalf("with process: %q", got)
+	}
+}
