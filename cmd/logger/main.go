@@ -40,7 +40,7 @@ func run() int {
 	fs.StringVar(&keep, "rotate-keep", daemon.Env("ROTATE_KEEP", "5"), "file adapter: rotated files kept per app (env ROTATE_KEEP)")
 	fs.StringVar(&max, "max-message", daemon.Env("MAX_MESSAGE", "65k"), "largest syslog message accepted (env MAX_MESSAGE)")
 	fs.StringVar(&memLimit, "memory-limit", daemon.Env("MEMORY_LIMIT", "256m"), "memory adapter: most bytes of lines kept, all apps together; past it the apps written to least recently are evicted (env MEMORY_LIMIT)")
-	fs.StringVar(&appLimit, "memory-app-limit", daemon.Env("MEMORY_APP_LIMIT", "8m"), "memory adapter: most bytes of lines kept per app; past it its oldest lines go (env MEMORY_APP_LIMIT)")
+	fs.StringVar(&appLimit, "memory-app-limit", daemon.Env("MEMORY_APP_LIMIT", "32m"), "memory adapter: most bytes of lines kept per app; past it its oldest lines go (env MEMORY_APP_LIMIT)")
 	fs.IntVar(&cfg.MaxApps, "max-apps", 10000, "memory adapter: most apps kept; a new one evicts the app written to least recently")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 512, "most syslog TCP/TLS connections at once; more are refused and counted")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", 64, "most syslog TCP/TLS connections from one address")

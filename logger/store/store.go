@@ -37,7 +37,7 @@ type Store interface {
 // would grow with every new name.
 const (
 	DefaultMaxBytes       = 256 << 20 // whole store
-	DefaultMaxAppBytes    = 8 << 20   // one app
+	DefaultMaxAppBytes    = 32 << 20  // one app: memory:300000 of 100-byte lines fits
 	DefaultMaxApps        = 10000
 	DefaultLinesPerApp    = 1000
 	evictionHeadroomRatio = 10 // evict down to 90 % of MaxBytes at once
