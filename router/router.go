@@ -90,6 +90,10 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger) (*Router, error) {
 		r.access = proxy.NewAccessLog(os.Stdout)
 	}
 	r.proxy = proxy.New(log, r.access, r.reg)
+	if r.access != nil {
+		r.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "router_access_log_dropped_total", Help: "Access log lines dropped because the writer fell behind."},
+			func() float64 { return float64(r.access.Dropped.Load()) }))
+	}
 	r.watcher = etcdwatch.New(cli, table.Prefixes, etcdwatch.Options{Logger: log})
 	r.buildDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "router_table_build_seconds", Help: "Time to build a routing table.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
 	r.invalid = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_invalid_entries_total", Help: "Invalid etcd entries skipped (new ones per build)."})

@@ -50,13 +50,19 @@ func (l *AccessLog) Close() {
 	<-l.done
 }
 
-// Log formats one request. Safe for concurrent use.
+// Log formats one request, with what nginx's combined format carries. Safe
+// for concurrent use. A response streamed from the app is logged when its
+// body has been sent, with the bytes really sent (its length is unknown
+// before); others with their body's length. A streamed response the
+// router gzips is logged with bytes -1 (its compressed size is known to
+// fasthttp's compressor only). duration_ms is the time to the response
+// head.
 func (l *AccessLog) Log(ctx *fasthttp.RequestCtx, app *table.App, b *table.Backend, status int, elapsed time.Duration) {
 	buf := l.pool.Get().(*logBuf)
 	d := buf.b[:0]
 	d = append(d, `{"time":"`...)
 	d = time.Now().UTC().AppendFormat(d, time.RFC3339Nano)
-	d = append(d, `","level":"INFO","msg":"access","request_id":`...)
+	d = append(d, `","level":"INFO","component":"router","msg":"access","request_id":`...)
 	d = appendJSON(d, ctx.Request.Header.Peek("X-Request-Id"))
 	d = append(d, `,"app":`...)
 	if app != nil {
@@ -78,14 +84,36 @@ func (l *AccessLog) Log(ctx *fasthttp.RequestCtx, app *table.App, b *table.Backe
 	d = appendJSON(d, ctx.Host())
 	d = append(d, `,"path":`...)
 	d = appendJSON(d, ctx.Path())
+	d = append(d, `,"query":`...)
+	d = appendJSON(d, ctx.URI().QueryString())
+	d = append(d, `,"protocol":`...)
+	d = appendJSON(d, ctx.Request.Header.Protocol())
+	d = append(d, `,"user_agent":`...)
+	d = appendJSON(d, ctx.Request.Header.UserAgent())
+	d = append(d, `,"referer":`...)
+	d = appendJSON(d, ctx.Request.Header.Referer())
 	d = append(d, `,"status":`...)
 	d = strconv.AppendInt(d, int64(status), 10)
-	d = append(d, `,"bytes":`...)
-	d = strconv.AppendInt(d, int64(ctx.Response.Header.ContentLength()), 10)
 	d = append(d, `,"duration_ms":`...)
 	d = strconv.AppendFloat(d, float64(elapsed.Microseconds())/1000, 'f', 3, 64)
-	d = append(d, "}\n"...)
+	d = append(d, `,"bytes":`...)
 	buf.b = d
+	if sb, ok := ctx.Response.BodyStream().(*streamBody); ok && ctx.Response.IsBodyStream() {
+		// The line ends when the body has been sent: fasthttp closes the
+		// stream then.
+		sb.onClose = func(sent int64) { l.finish(buf, sent) }
+		return
+	}
+	sent := int64(ctx.Response.Header.ContentLength())
+	if !ctx.Response.IsBodyStream() {
+		sent = int64(len(ctx.Response.Body()))
+	}
+	l.finish(buf, sent)
+}
+
+// finish ends a line with the bytes sent and queues it.
+func (l *AccessLog) finish(buf *logBuf, sent int64) {
+	buf.b = append(strconv.AppendInt(buf.b, sent, 10), "}\n"...)
 	select {
 	case l.ch <- buf:
 	default:

@@ -41,6 +41,7 @@ type Proxy struct {
 	ejections      prometheus.Counter
 	noTable        prometheus.Counter
 	bodyRefused    *prometheus.CounterVec
+	unknownHost    prometheus.Counter
 
 	mu      sync.Mutex // serialises Install
 	clients map[string]*client
@@ -77,9 +78,10 @@ func New(log *slog.Logger, access *AccessLog, reg prometheus.Registerer) *Proxy 
 	}, []string{"kind"})
 	p.ejections = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_backend_ejections_total", Help: "Backends ejected after repeated connection failures."})
 	p.bodyRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "router_request_body_refused_total", Help: "Requests whose body was refused: too_large (bodySize), timeout (bodyTimeout), incomplete (the client stopped early)."}, []string{"reason"})
+	p.unknownHost = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_unknown_host_requests_total", Help: "Requests answered 404 because no app is served at their host."})
 	p.noTable = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_no_table_requests_total", Help: "Requests answered 503 because no table was loaded yet."})
 	if reg != nil {
-		reg.MustRegister(p.latency, p.upstreamErrors, p.ejections, p.noTable, p.bodyRefused, &appCollector{p: p})
+		reg.MustRegister(p.latency, p.upstreamErrors, p.ejections, p.noTable, p.bodyRefused, p.unknownHost, &appCollector{p: p})
 	}
 	return p
 }
@@ -161,6 +163,12 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	}
 	t := s.t
 	st := t.Settings
+	// Every answer, the router's own pages included, carries a request id
+	// (to the app, and in the access log).
+	var idBuf [64]byte
+	if len(ctx.Request.Header.PeekBytes(hdrXRequestID)) == 0 {
+		ctx.Request.Header.SetBytesKV(hdrXRequestID, p.newRequestID(idBuf[:0]))
+	}
 	if uri := ctx.Request.Header.RequestURI(); len(uri) > 0 && uri[0] != '/' && uri[0] != '*' {
 		absoluteForm(ctx)
 	}
@@ -168,6 +176,7 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	host := normalizeHost(ctx.Request.Header.Host(), hostBuf[:0])
 	app := t.Lookup(b2s(host))
 	if app == nil {
+		p.unknownHost.Inc()
 		p.reject(ctx, nil, fasthttp.StatusNotFound, "no app is served at this host")
 		return
 	}
@@ -228,9 +237,6 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	}
 	if !trustedPeer || len(h.PeekBytes(hdrXFPort)) == 0 {
 		h.SetBytesKV(hdrXFPort, strconv.AppendInt(buf[:0], int64(localPort(ctx)), 10))
-	}
-	if len(h.PeekBytes(hdrXRequestID)) == 0 {
-		h.SetBytesKV(hdrXRequestID, p.newRequestID(buf[:0]))
 	}
 	h.SetBytesKV(hdrXReqStart, strconv.AppendInt(append(buf[:0], "t="...), start.UnixMilli(), 10))
 

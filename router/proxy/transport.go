@@ -176,6 +176,8 @@ type streamBody struct {
 	eof      bool
 	chunked  bool
 	deadline time.Duration
+	sent     int64             // body bytes read, hence sent to the client
+	onClose  func(sent int64) // the access log's end of line, if any
 }
 
 // maxTrailer bounds the trailer section read after a chunked body.
@@ -207,6 +209,7 @@ func (s *streamBody) Read(p []byte) (int, error) {
 	}
 	_ = s.pc.c.SetReadDeadline(time.Now().Add(s.deadline))
 	n, err := s.r.Read(p)
+	s.sent += int64(n)
 	if errors.Is(err, io.EOF) {
 		s.eof = true
 		if s.chunked && !s.finishChunked() {
@@ -226,6 +229,10 @@ func (s *streamBody) finishChunked() bool {
 }
 
 func (s *streamBody) Close() error {
+	if s.onClose != nil {
+		s.onClose(s.sent)
+		s.onClose = nil
+	}
 	if s.pc == nil {
 		return nil
 	}

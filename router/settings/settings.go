@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -94,7 +95,9 @@ func Parse(kvs map[string]string, prev *Settings) (*Settings, []error) {
 	def := Default()
 	s := &Settings{}
 	var errs []error
+	known := make(map[string]bool, 32)
 	get := func(name string) (string, bool) {
+		known[name] = true
 		v, ok := kvs[keys.RouterSetting(name)]
 		return strings.TrimSpace(v), ok
 	}
@@ -175,7 +178,30 @@ func Parse(kvs map[string]string, prev *Settings) (*Settings, []error) {
 	dur("controller/timeout/connect", &s.ControllerConnectTimeout, def.ControllerConnectTimeout, prev.ControllerConnectTimeout)
 	dur("controller/timeout/read", &s.ControllerReadTimeout, def.ControllerReadTimeout, prev.ControllerReadTimeout)
 	s.HSTSHeader = hstsHeader(s)
+	errs = append(errs, unknownSettings(kvs, known)...)
 	return s, errs
+}
+
+// unknownSettings names each /deis/router/* key that is no setting (a typo,
+// or a Deis v1 setting this router does not have), with the setting it
+// probably meant: ignored silently, it would cost an incident.
+func unknownSettings(kvs map[string]string, known map[string]bool) []error {
+	var errs []error
+	for k := range kvs {
+		name, ok := strings.CutPrefix(k, keys.RouterPrefix)
+		if !ok || strings.HasPrefix(k, keys.RouterHostsPrefix) || known[name] {
+			continue
+		}
+		err := fmt.Errorf("%s: unknown router setting, ignored", k)
+		for n := range known {
+			if strings.EqualFold(n, name) {
+				err = fmt.Errorf("%s: unknown router setting, ignored (did you mean %s?)", k, keys.RouterSetting(n))
+			}
+		}
+		errs = append(errs, err)
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errs
 }
 
 func hstsHeader(s *Settings) string {

@@ -118,3 +118,22 @@ func TestL1ZeroTimeoutIsInvalid(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownSettingsAreNamed: a typo'd or unsupported key used to be
+// ignored silently.
+func TestUnknownSettingsAreNamed(t *testing.T) {
+	t.Parallel()
+	s, errs := Parse(map[string]string{
+		"/deis/router/bodysize":                "100m",
+		"/deis/router/workerProcesses":         "4",
+		"/deis/router/hosts/10.0.0.1":          "10.0.0.1:80",
+		"/deis/router/hsts/maxAge":             "60",
+		"/deis/router/controller/timeout/read": "5m",
+	}, nil)
+	if s.BodySize != 1<<20 {
+		t.Fatalf("a typo'd key changed bodySize: %d", s.BodySize)
+	}
+	if len(errs) != 2 || !strings.Contains(errs[0].Error(), "did you mean /deis/router/bodySize?") || !strings.Contains(errs[1].Error(), "workerProcesses: unknown router setting") {
+		t.Fatalf("errors: %v", errs)
+	}
+}
