@@ -176,7 +176,7 @@ type streamBody struct {
 	eof      bool
 	chunked  bool
 	deadline time.Duration
-	sent     int64             // body bytes read, hence sent to the client
+	sent     int64            // body bytes read, hence sent to the client
 	onClose  func(sent int64) // the access log's end of line, if any
 }
 
