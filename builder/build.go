@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -212,7 +213,9 @@ func (p *push) dockerBuild(ctx context.Context, req *hookRequest, sha, image, ki
 	if err := archive.Start(); err != nil {
 		return fmt.Errorf("git archive: %w", err)
 	}
-	defer func() { _ = archive.Process.Kill(); _ = archive.Wait() }()
+	// git's stderr is whole, and safe to read, only once git has exited.
+	stopArchive := sync.OnceFunc(func() { _ = archive.Process.Kill(); _ = archive.Wait() })
+	defer stopArchive()
 	input := io.Reader(archiveOut)
 	dockerfile := ""
 	if kind == "stack" {
@@ -240,6 +243,7 @@ func (p *push) dockerBuild(ctx context.Context, req *hookRequest, sha, image, ki
 		if ctx.Err() != nil {
 			return fmt.Errorf("docker build: %v (%w)", ctx.Err(), err)
 		}
+		stopArchive()
 		if s := strings.TrimSpace(stderr.String()); s != "" {
 			return fmt.Errorf("docker build: %v (git archive: %s)", err, s)
 		}

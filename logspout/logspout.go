@@ -79,7 +79,6 @@ type Logspout struct {
 	caughtUp map[string]bool
 	dirty    bool
 	wg       sync.WaitGroup
-	ctx      context.Context
 
 	linesIn, linesSkipped *prometheus.CounterVec
 	linesOdd              *prometheus.CounterVec // shipped, but truncated or not text
@@ -197,7 +196,6 @@ func (l *Logspout) saveCursors() {
 
 // Run ships until ctx ends.
 func (l *Logspout) Run(ctx context.Context) error {
-	l.ctx = ctx
 	// Routes outlive the followers by a grace period so that what is
 	// queued (and already counted in the cursors) is delivered on shutdown.
 	sendCtx, stopSending := context.WithCancel(context.WithoutCancel(ctx))
@@ -397,14 +395,14 @@ func (l *Logspout) Resync(ctx context.Context) error {
 	for _, c := range list {
 		exists[c.ID] = true
 		if c.State == "running" || c.State == "paused" {
-			l.follow(c.ID)
+			l.follow(ctx, c.ID)
 			continue
 		}
 		l.mu.Lock()
 		done := l.caughtUp[c.ID]
 		l.mu.Unlock()
 		if !done && c.State != "created" {
-			l.follow(c.ID) // ship decides whether it needs catching up
+			l.follow(ctx, c.ID) // ship decides whether it needs catching up
 		}
 	}
 	l.mu.Lock()
@@ -425,10 +423,10 @@ func (l *Logspout) Resync(ctx context.Context) error {
 
 // Event starts following on start; a follower ends by itself when the
 // container's log stream ends (die).
-func (l *Logspout) Event(_ context.Context, ev dockerx.Event) {
+func (l *Logspout) Event(ctx context.Context, ev dockerx.Event) {
 	switch ev.Action {
 	case "start", "restart", "unpause":
-		l.follow(ev.ID)
+		l.follow(ctx, ev.ID)
 	case "destroy":
 		l.mu.Lock()
 		for _, pri := range []int{format.PriStdout, format.PriStderr} {
@@ -442,13 +440,15 @@ func (l *Logspout) Event(_ context.Context, ev dockerx.Event) {
 	}
 }
 
-func (l *Logspout) follow(id string) {
+// follow ships container id until it stops or ctx (Run's, through the
+// event watcher) ends.
+func (l *Logspout) follow(ctx context.Context, id string) {
 	l.mu.Lock()
-	if _, ok := l.following[id]; ok || l.ctx == nil {
+	if _, ok := l.following[id]; ok {
 		l.mu.Unlock()
 		return
 	}
-	ctx, cancel := context.WithCancel(l.ctx)
+	ctx, cancel := context.WithCancel(ctx)
 	l.following[id] = cancel
 	l.mu.Unlock()
 	l.wg.Go(func() {

@@ -31,6 +31,12 @@ func main() {
 	fs.StringVar(&logLevel, "log-level", daemon.Env("LOG_LEVEL", "warn"), "debug, info, warn or error")
 	var cfg *embed.Config
 	daemon.Parse(fs, os.Args[1:], func() error {
+		switch logLevel {
+		case "debug", "info", "warn", "error":
+		default:
+			// etcd's logger panics on an unknown level.
+			return fmt.Errorf("--log-level: %q is not debug, info, warn or error", logLevel)
+		}
 		cfg = embed.NewConfig()
 		cfg.Name = name
 		cfg.Dir = dataDir

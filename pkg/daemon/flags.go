@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -158,9 +159,20 @@ func ParseDuration(s string) (time.Duration, error) {
 // build's version and exits 0. It is meant for main packages only.
 func Parse(fs *flag.FlagSet, args []string, validate ...func() error) {
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	// The flag package would print the whole usage after a bad flag: the
+	// contract is one line naming it. -h still prints the usage.
+	fs.Init(fs.Name(), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			fs.Usage()
+			os.Exit(ExitOK)
+		}
+		fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
 		os.Exit(ExitUsage)
 	}
+	fs.SetOutput(os.Stderr)
 	if *showVersion {
 		fmt.Printf("%s %s (%s)\n", fs.Name(), version.Version, runtime.Version())
 		os.Exit(0)
