@@ -70,3 +70,24 @@ func TestStartedAndExitedWhileDownShippedOnce(t *testing.T) {
 		requireOnce(t, texts(lines(t, lg, app)), n, app+" after two restarts")
 	}
 }
+
+// TestShortLivedContainersOnTheFirstRun: a container that exits before its
+// start event is handled (stopped when logspout inspects it) is shipped
+// whole, on the very first run too (no earlier run recorded).
+func TestShortLivedContainersOnTheFirstRun(t *testing.T) {
+	t.Parallel()
+	cli := testenv.Docker(t)
+	e := testenv.StartEtcd(t)
+	lg := startLogger(t, e)
+	runLogspout(t, e, cli, t.TempDir())
+	var apps []string
+	for i := range 10 {
+		app := fmt.Sprintf("brief%d%d", i, rand.IntN(1e9))
+		apps = append(apps, app)
+		testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: app + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", "echo line 1; echo line 2"}}})
+	}
+	for _, app := range apps {
+		testenv.Eventually(t, 20*time.Second, func() bool { return len(lines(t, lg, app)) >= 2 }, "%s: the lines of a container that exited at once never arrived", app)
+		requireOnce(t, texts(lines(t, lg, app)), 2, app)
+	}
+}

@@ -76,6 +76,7 @@ type Logspout struct {
 	// lines no run shipped. caughtUp are stopped containers read to the
 	// end by this run.
 	prevRun  time.Time
+	started  time.Time // when New ran
 	caughtUp map[string]bool
 	dirty    bool
 	wg       sync.WaitGroup
@@ -118,6 +119,7 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 		return nil, err
 	}
 	l.prevRun = l.readLastRun()
+	l.started = time.Now()
 	l.linesIn = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_total", Help: "Lines read from containers, by stream."}, []string{"stream"})
 	l.linesSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_skipped_total", Help: "Lines not shipped, by reason."}, []string{"reason"})
 	l.linesOdd = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logspout_lines_odd_total", Help: "Lines shipped but cut at --max-line (truncated), or not text (invalid_utf8, binary), by kind."}, []string{"kind"})
@@ -501,7 +503,11 @@ func (l *Logspout) ship(ctx context.Context, id string) {
 		// one that stopped before that was caught up by that run.
 		stopped := info.State.FinishedAt
 		shipped := !cursors[format.PriStdout].IsZero() || !cursors[format.PriStderr].IsZero()
-		if !shipped && (l.prevRun.IsZero() || stopped.Before(l.prevRun.Add(-catchUpMargin))) {
+		// One that stopped since this logspout started (a short-lived
+		// container: its start event came after it exited) is shipped
+		// whole, as any other of this run.
+		before := stopped.Before(l.started)
+		if !shipped && before && (l.prevRun.IsZero() || stopped.Before(l.prevRun.Add(-catchUpMargin))) {
 			l.markCaughtUp(id)
 			return
 		}
