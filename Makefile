@@ -41,8 +41,9 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 bench: build ## every component's benchmark against its peers; report in bench/out/report.md
 	@bash bench/run.sh
 
-run: build ## single-host data plane on unprivileged ports (embedded etcd); Ctrl-C stops it
-	@./bin/devplane
+run: build ## single-host data plane on unprivileged ports (embedded etcd); Ctrl-C stops it; ARGS="--http-port 8000" passes flags
+	@go run ./internal/stackimage || echo "make run: no stack image (is Docker running? scripts/setup.sh starts it); Dockerfile apps still build"
+	@./bin/devplane $(ARGS)
 
 images: build ## Docker images of every daemon (FROM scratch) for docker-compose.yml
 	@bash scripts/images.sh

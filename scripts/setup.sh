@@ -48,3 +48,5 @@ if ! docker info >/dev/null 2>&1; then
   fi
 fi
 echo "setup: docker $(docker version --format '{{.Server.Version}}') ready"
+# The builder's stack image (apps pushed without a Dockerfile build on it).
+go run ./internal/stackimage && echo "setup: stack image deis/busybox:latest ready"

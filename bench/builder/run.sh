@@ -14,7 +14,7 @@ IMAGE=deis/busybox:latest
 ETCD=http://127.0.0.1:14579 SSH_PORT=14223 HEALTH=14292 FLOOR_PORT=14022
 command -v /usr/sbin/sshd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; }
 make -s build >/dev/null
-go run ./bench/logspout/ensureimage # imports $IMAGE from /bin/busybox if missing, as the tests do
+go run ./internal/stackimage # imports $IMAGE from /bin/busybox if missing, as the tests do
 tmp=$(mktemp -d)
 pids=() apps=(bench small) floor_image=bench-builder-floor-$$
 cleanup() {

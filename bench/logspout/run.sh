@@ -14,7 +14,7 @@ IMAGE=deis/busybox:latest
 ETCD=http://127.0.0.1:13579 LOGGER_HTTP=13515 LOGSPOUT_WEB=13800
 prefix="bench-ls-$$"
 make -s build >/dev/null
-go run ./bench/logspout/ensureimage # imports $IMAGE from /bin/busybox if missing, as the tests do
+go run ./internal/stackimage # imports $IMAGE from /bin/busybox if missing, as the tests do
 tmp=$(mktemp -d)
 pids=()
 cleanup() {

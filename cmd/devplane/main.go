@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -29,12 +30,17 @@ import (
 )
 
 type child struct {
-	name string
-	args []string
-	info string
+	name   string
+	args   []string
+	info   string
+	health string // URL that answers once the daemon has bound its ports
 }
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run is main; it returns the exit status instead of exiting, so that the
+// deferred cleanup (the data directory, etcd) always runs.
+func run() int {
 	var (
 		dataDir, domain, binDir, host, docker string
 		etcdPort, peerPort                    int
@@ -60,7 +66,9 @@ func main() {
 	fs.IntVar(&pubPort, "publisher-port", 9091, "publisher health port")
 	fs.IntVar(&builderPort, "builder-port", 2223, "builder SSH port")
 	fs.IntVar(&builderHealth, "builder-health-port", 9092, "builder health port")
-	_ = fs.Parse(os.Args[1:])
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
 
 	if binDir == "" {
 		exe, _ := os.Executable()
@@ -69,7 +77,7 @@ func main() {
 	if dataDir == "" {
 		d, err := os.MkdirTemp("", "devplane-")
 		if err != nil {
-			fatal("temporary directory: %v", err)
+			return fail("temporary directory: %v", err)
 		}
 		dataDir = d
 		defer os.RemoveAll(d)
@@ -80,35 +88,36 @@ func main() {
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
 	etcd, err := startEtcd(filepath.Join(dataDir, "etcd"), etcdPort, peerPort)
 	if err != nil {
-		fatal("etcd: %v", err)
+		return fail("etcd: %v", err)
 	}
 	defer etcd.Close()
 	cli, err := etcdutil.Connect([]string{endpoint})
 	if err != nil {
-		fatal("etcd client: %v", err)
+		return fail("etcd client: %v", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	if _, err := cli.Put(pctx, keys.PlatformDomain, domain); err != nil {
-		fatal("set %s: %v", keys.PlatformDomain, err)
-	}
+	_, err = cli.Put(pctx, keys.PlatformDomain, domain)
 	cancel()
 	cli.Close()
+	if err != nil {
+		return fail("set %s: %v", keys.PlatformDomain, err)
+	}
 
 	common := []string{"--etcd", endpoint, "--host", host, "--docker", docker}
 	addr := func(p int) string { return fmt.Sprintf("127.0.0.1:%d", p) }
 	children := []child{
 		{"router", []string{"--http-addr", addr(httpPort), "--https-addr", addr(httpsPort), "--ssh-addr", addr(sshPort), "--health-addr", addr(health)},
-			fmt.Sprintf("router     http://127.0.0.1:%d  https://127.0.0.1:%d  tcp 127.0.0.1:%d  health http://127.0.0.1:%d/health-check", httpPort, httpsPort, sshPort, health)},
+			fmt.Sprintf("router     http://127.0.0.1:%d  https://127.0.0.1:%d  tcp 127.0.0.1:%d  health http://127.0.0.1:%d/health-check", httpPort, httpsPort, sshPort, health), fmt.Sprintf("http://127.0.0.1:%d/health-check", health)},
 		{"logger", []string{"--syslog-addr", addr(syslogPort), "--http-addr", addr(logHTTP), "--log-root", filepath.Join(dataDir, "logs")},
-			fmt.Sprintf("logger     syslog udp+tcp 127.0.0.1:%d  logs http://127.0.0.1:%d/<app>", syslogPort, logHTTP)},
+			fmt.Sprintf("logger     syslog udp+tcp 127.0.0.1:%d  logs http://127.0.0.1:%d/<app>", syslogPort, logHTTP), fmt.Sprintf("http://127.0.0.1:%d/healthz", logHTTP)},
 	}
 	dcli, err := dockerx.Connect(docker)
 	dockerUp := err == nil && dcli.PingWithContext(ctx) == nil
 	if dockerUp {
 		children = append(children,
-			child{"publisher", []string{"--health-addr", addr(pubPort)}, fmt.Sprintf("publisher  health http://127.0.0.1:%d/healthz", pubPort)},
-			child{"logspout", []string{"--web-addr", addr(webPort), "--state-dir", filepath.Join(dataDir, "logspout")}, fmt.Sprintf("logspout   http://127.0.0.1:%d/healthz", webPort)},
-			child{"builder", []string{"--ssh-addr", addr(builderPort), "--health-addr", addr(builderHealth), "--repo-root", filepath.Join(dataDir, "repos")}, fmt.Sprintf("builder    ssh 127.0.0.1:%d  health http://127.0.0.1:%d/healthz", builderPort, builderHealth)},
+			child{"publisher", []string{"--health-addr", addr(pubPort)}, fmt.Sprintf("publisher  health http://127.0.0.1:%d/healthz", pubPort), fmt.Sprintf("http://127.0.0.1:%d/healthz", pubPort)},
+			child{"logspout", []string{"--web-addr", addr(webPort), "--state-dir", filepath.Join(dataDir, "logspout")}, fmt.Sprintf("logspout   http://127.0.0.1:%d/healthz", webPort), fmt.Sprintf("http://127.0.0.1:%d/healthz", webPort)},
+			child{"builder", []string{"--ssh-addr", addr(builderPort), "--health-addr", addr(builderHealth), "--repo-root", filepath.Join(dataDir, "repos")}, fmt.Sprintf("builder    ssh 127.0.0.1:%d  health http://127.0.0.1:%d/healthz", builderPort, builderHealth), fmt.Sprintf("http://127.0.0.1:%d/healthz", builderHealth)},
 		)
 	}
 
@@ -116,6 +125,7 @@ func main() {
 	var wg sync.WaitGroup
 	died := make(chan string, len(children))
 	var procs []*exec.Cmd
+	var started []child
 	for _, c := range children {
 		path := filepath.Join(binDir, c.name)
 		if _, err := os.Stat(path); err != nil {
@@ -137,7 +147,16 @@ func main() {
 			err := cmd.Wait()
 			died <- fmt.Sprintf("%s exited: %v", c.name, err)
 		}()
-		fmt.Println("  " + c.info)
+		started = append(started, c)
+	}
+	// The banner comes once every daemon listens: what it tells to type
+	// then works.
+	for _, c := range started {
+		if answers(ctx, c.health, 20*time.Second) {
+			fmt.Println("  " + c.info)
+		} else if ctx.Err() == nil {
+			fmt.Printf("  %-10s did not answer %s within 20s; see its log above\n", c.name, c.health)
+		}
 	}
 	if !dockerUp {
 		fmt.Println("devplane: no Docker engine answers; publisher, logspout and builder not started (scripts/setup.sh starts one)")
@@ -183,7 +202,19 @@ Ctrl-C stops everything.
 		}
 	}
 	fmt.Println("devplane: stopped")
-	os.Exit(exitCode)
+	return exitCode
+}
+
+// answers reports whether url answers HTTP (any status) within d.
+func answers(ctx context.Context, url string, d time.Duration) bool {
+	client := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(d); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(50 * time.Millisecond) {
+		if resp, err := client.Get(url); err == nil {
+			resp.Body.Close()
+			return true
+		}
+	}
+	return false
 }
 
 func prefix(name string, r io.Reader) {
@@ -216,7 +247,8 @@ func startEtcd(dir string, clientPort, peerPort int) (*embed.Etcd, error) {
 	}
 }
 
-func fatal(format string, args ...any) {
+// fail prints why the plane cannot start; run returns its status.
+func fail(format string, args ...any) int {
 	fmt.Fprintf(os.Stderr, "devplane: "+format+"\n", args...)
-	os.Exit(1)
+	return 1
 }

@@ -1,6 +1,8 @@
-// Command ensureimage imports deis/busybox:latest from /bin/busybox unless
-// the engine has it already, exactly as the Docker tests do (nothing can be
-// pulled).
+// Command stackimage makes the builder's default stack image,
+// deis/busybox:latest, from /bin/busybox (Debian's busybox-static) unless
+// the engine has it already: nothing can be pulled here. scripts/setup.sh,
+// `make run` and the benchmarks run it; the Docker tests do the same
+// through testenv.
 package main
 
 import (
