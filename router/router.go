@@ -136,12 +136,11 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger) (*Router, error) {
 	}
 	r.httpSrv = r.newServer()
 	r.httpsSrv = r.newServer()
-	r.tcp = tcpproxy.New(func() *tcpproxy.Target {
-		t := r.proxy.Table()
-		if t == nil || t.Builder == nil {
-			return nil
+	r.tcp = tcpproxy.New(func() *table.Target {
+		if t := r.proxy.Table(); t != nil {
+			return t.Builder
 		}
-		return &tcpproxy.Target{Addr: t.Builder.Addr, ConnectTimeout: t.Builder.ConnectTimeout, IdleTimeout: t.Builder.IdleTimeout}
+		return nil
 	}, log, r.reg)
 	return r, nil
 }

@@ -426,3 +426,54 @@ func TestL5UpgradeBodyIsStreamed(t *testing.T) {
 		t.Fatalf("an 8 MiB upgrade body allocated %d MiB in the router's process", grew>>20)
 	}
 }
+
+// TestUpgradeRespectsEjection: WebSocket upgrades choose backends with the
+// request path's policy: an ejected backend is not dialled again while a
+// healthy one remains (the upgrade path had its own loop, which ignored
+// ejection).
+func TestUpgradeRespectsEjection(t *testing.T) {
+	t.Parallel()
+	e := testenv.StartEtcd(t)
+	good := echoBackend(t, "good")
+	dead := testenv.FreeAddr(t) // nothing listens here
+	e.Put("/deis/services/wsej/wsej_v1.web.1", hostport(good))
+	e.Put("/deis/services/wsej/wsej_v1.web.2", dead)
+	h := startRouter(t, e)
+	h.waitRoute("wsej", 2)
+	for range 10 { // until the dead one is ejected
+		h.get("wsej.x", "/", nil)
+	}
+	ejected := func() bool {
+		for _, b := range h.r.Proxy().Table().Apps["wsej"].Backends {
+			if b.Addr == dead && !b.Available(time.Now().UnixNano()) {
+				return true
+			}
+		}
+		return false
+	}
+	if !ejected() {
+		t.Fatal("dead backend was not ejected")
+	}
+	connectErrors := func() string {
+		_, body := raw(t, h.r.Addr("health"), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		for _, l := range strings.Split(body, "\n") {
+			if strings.HasPrefix(l, `router_upstream_errors_total{kind="connect"}`) {
+				return l
+			}
+		}
+		return ""
+	}
+	before := connectErrors()
+	if before == "" {
+		t.Fatal("no connect errors counted while the dead backend was being ejected")
+	}
+	for i := range 10 {
+		resp, _ := raw(t, h.http, "GET /ws HTTP/1.1\r\nHost: wsej.x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		if resp.StatusCode != 200 {
+			t.Fatalf("upgrade %d: %d", i, resp.StatusCode)
+		}
+	}
+	if after := connectErrors(); after != before {
+		t.Fatalf("upgrades dialled the ejected backend: %q then %q", before, after)
+	}
+}

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"reflect"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/deis/dataplane/router/settings"
+	"github.com/deis/dataplane/router/table"
 )
 
 // Request bodies up to maxPrefill (or bodySize, when smaller) are read
@@ -132,4 +134,61 @@ func bufferBody(resp *fasthttp.Response, max int64) error {
 	}
 	resp.SetBody(buf.Bytes())
 	return nil
+}
+
+// maxLinger is how much of a refused body is read and discarded so the
+// client, still sending, can read the 413 instead of a connection reset
+// (what nginx's lingering close does). Larger bodies are cut off.
+const maxLinger = 8 << 20
+
+func lingerBody(ctx *fasthttp.RequestCtx, length int64) {
+	stream := ctx.RequestBodyStream()
+	if stream == nil || length > maxLinger {
+		ctx.SetConnectionClose()
+		return
+	}
+	_ = ctx.Conn().SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.CopyN(io.Discard, stream, length); err != nil {
+		ctx.SetConnectionClose()
+	}
+}
+
+// drainConn reads and drops up to max bytes until the client pauses for
+// 200 ms. Only used on the 413 path.
+func drainConn(c net.Conn, max int64) {
+	buf := make([]byte, 32<<10)
+	for n := int64(0); n < max; {
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		k, err := c.Read(buf)
+		n += int64(k)
+		if err != nil {
+			break
+		}
+	}
+	_ = c.SetReadDeadline(time.Time{})
+}
+
+// bodyFailed answers a request whose body could not be read whole: 413
+// past bodySize (after reading and dropping what the client still sends,
+// so it sees the 413 rather than a reset), 408 when it was too slow, 400
+// when it ended early. The connection is closed: its framing is lost.
+func (p *Proxy) bodyFailed(ctx *fasthttp.RequestCtx, app *table.App, body *requestBody, err error) {
+	defer ctx.SetConnectionClose() // after reject, which resets the response
+	switch {
+	case body != nil && body.tooLarge:
+		drainConn(ctx.Conn(), maxLinger)
+		p.bodyRefused.WithLabelValues("too_large").Inc()
+		p.reject(ctx, app, fasthttp.StatusRequestEntityTooLarge, "request body larger than the router's bodySize")
+	case isTimeout(err):
+		p.bodyRefused.WithLabelValues("timeout").Inc()
+		p.reject(ctx, app, fasthttp.StatusRequestTimeout, "the request body was sent too slowly")
+	default:
+		p.bodyRefused.WithLabelValues("incomplete").Inc()
+		p.reject(ctx, app, fasthttp.StatusBadRequest, "the request body ended before it was complete")
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -113,8 +113,9 @@ type AppStats struct {
 
 // Target is a TCP forwarding destination (the builder).
 type Target struct {
-	Addr                        string
-	ConnectTimeout, IdleTimeout time.Duration
+	Addr           string
+	ConnectTimeout time.Duration
+	IdleTimeout    time.Duration // no traffic either way for this long closes both sides
 }
 
 // Table is an immutable routing table.

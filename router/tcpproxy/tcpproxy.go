@@ -11,21 +11,17 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-// Target is where connections go and how patient to be.
-type Target struct {
-	Addr           string
-	ConnectTimeout time.Duration
-	IdleTimeout    time.Duration // no traffic either way for this long closes both sides
-}
+	"github.com/deis/dataplane/router/table"
+)
 
 // Server accepts connections and forwards them.
 type Server struct {
-	target func() *Target
+	target func() *table.Target
 	log    *slog.Logger
 
 	mu    sync.Mutex
@@ -39,7 +35,7 @@ type Server struct {
 
 // New returns a server asking target() for the destination of each new
 // connection (nil: none announced, the connection is closed).
-func New(target func() *Target, log *slog.Logger, reg prometheus.Registerer) *Server {
+func New(target func() *table.Target, log *slog.Logger, reg prometheus.Registerer) *Server {
 	s := &Server{target: target, log: log, conns: make(map[net.Conn]struct{})}
 	s.accepted = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_tcp_connections_total", Help: "TCP connections accepted on the builder port."})
 	s.dialFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_tcp_dial_failures_total", Help: "TCP connections closed because the builder could not be reached."})
@@ -113,31 +109,42 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	defer up.Close()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		n := copyIdle(up, c, t.IdleTimeout)
-		s.bytes.WithLabelValues("in").Add(float64(n))
-	}()
-	n := copyIdle(c, up, t.IdleTimeout)
-	s.bytes.WithLabelValues("out").Add(float64(n))
-	wg.Wait()
+	in, out := Pipe(c, up, t.IdleTimeout)
+	s.bytes.WithLabelValues("in").Add(float64(in))
+	s.bytes.WithLabelValues("out").Add(float64(out))
 }
 
-// copyIdle copies src to dst, refreshing an idle deadline on both at each
-// read, then half-closes dst so the other side sees EOF.
-func copyIdle(dst, src net.Conn, idle time.Duration) int64 {
+// Pipe copies a to b and b to a until both directions end, half-closing
+// each destination when its source ends (so `git push` over ssh sees the
+// remote's EOF and exit status). idle (0 = none) closes both connections
+// when no byte has passed in either direction for that long: a stream that
+// only one side talks on (a WebSocket the app pushes on) stays open. It
+// returns the bytes copied each way.
+func Pipe(a, b net.Conn, idle time.Duration) (aToB, bToA int64) {
+	var last atomic.Int64 // unix nanoseconds of the last byte either way
+	last.Store(time.Now().UnixNano())
+	var wg sync.WaitGroup
+	wg.Go(func() { aToB = copyIdle(b, a, idle, &last) })
+	bToA = copyIdle(a, b, idle, &last)
+	wg.Wait()
+	return aToB, bToA
+}
+
+// copyIdle copies src to dst, then half-closes dst. A read that times out
+// while the other direction was active within idle waits again.
+func copyIdle(dst, src net.Conn, idle time.Duration, last *atomic.Int64) int64 {
 	buf := make([]byte, 32<<10)
 	var total int64
 	for {
 		if idle > 0 {
-			deadline := time.Now().Add(idle)
-			_ = src.SetReadDeadline(deadline)
-			_ = dst.SetWriteDeadline(deadline)
+			_ = src.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
+			last.Store(time.Now().UnixNano())
+			if idle > 0 {
+				_ = dst.SetWriteDeadline(time.Now().Add(idle))
+			}
 			w, werr := dst.Write(buf[:n])
 			total += int64(w)
 			if werr != nil {
@@ -147,7 +154,10 @@ func copyIdle(dst, src net.Conn, idle time.Duration) int64 {
 		if err != nil {
 			var ne net.Error
 			if !errors.Is(err, io.EOF) && errors.As(err, &ne) && ne.Timeout() {
-				// Idle: close both ways, not just this direction.
+				if time.Since(time.Unix(0, last.Load())) < idle {
+					continue // the other direction is alive
+				}
+				// Idle both ways: close both, not just this direction.
 				_ = dst.Close()
 				_ = src.Close()
 				return total

@@ -19,10 +19,11 @@ import (
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/deis/dataplane/router/table"
 	"github.com/deis/dataplane/router/tcpproxy"
 )
 
-func serve(t *testing.T, target func() *tcpproxy.Target) string {
+func serve(t *testing.T, target func() *table.Target) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -74,8 +75,8 @@ func TestRealSSHThroughProxy(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 
-	proxy := serve(t, func() *tcpproxy.Target {
-		return &tcpproxy.Target{Addr: ln.Addr().String(), ConnectTimeout: time.Second, IdleTimeout: 10 * time.Second}
+	proxy := serve(t, func() *table.Target {
+		return &table.Target{Addr: ln.Addr().String(), ConnectTimeout: time.Second, IdleTimeout: 10 * time.Second}
 	})
 	dir := t.TempDir()
 	block, err := gossh.MarshalPrivateKey(clientPriv, "")
@@ -120,7 +121,7 @@ func TestHalfCloseIdleAndNoTarget(t *testing.T) {
 			}()
 		}
 	}()
-	var target atomic.Pointer[tcpproxy.Target]
+	var target atomic.Pointer[table.Target]
 	proxy := serve(t, target.Load)
 
 	// No builder announced: the connection is closed.
@@ -134,7 +135,7 @@ func TestHalfCloseIdleAndNoTarget(t *testing.T) {
 	}
 	c.Close()
 
-	target.Store(&tcpproxy.Target{Addr: echo.Addr().String(), ConnectTimeout: time.Second, IdleTimeout: 300 * time.Millisecond})
+	target.Store(&table.Target{Addr: echo.Addr().String(), ConnectTimeout: time.Second, IdleTimeout: 300 * time.Millisecond})
 	c, err = net.Dial("tcp", proxy)
 	if err != nil {
 		t.Fatal(err)
@@ -159,5 +160,61 @@ func TestHalfCloseIdleAndNoTarget(t *testing.T) {
 	_, _ = io.ReadAll(c2)
 	if el := time.Since(start); el > 3*time.Second {
 		t.Fatalf("idle connection closed after %v, want about 300ms", el)
+	}
+}
+
+// TestPipeIdleIsBothWays: a stream where only one side talks stays open
+// past the idle timeout; silence both ways closes both connections.
+func TestPipeIdleIsBothWays(t *testing.T) {
+	t.Parallel()
+	pair := func() (net.Conn, net.Conn) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(); s.Close() })
+		return c, s
+	}
+	client, proxyIn := pair()
+	proxyOut, app := pair()
+	done := make(chan struct{})
+	go func() { tcpproxy.Pipe(proxyIn, proxyOut, 300*time.Millisecond); close(done) }()
+	// The app pushes every 100 ms for 1 s; the client never sends.
+	got := make(chan int, 1)
+	go func() {
+		buf := make([]byte, 64)
+		n := 0
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for n < 10 {
+			k, err := client.Read(buf)
+			n += k
+			if err != nil {
+				break
+			}
+		}
+		got <- n
+	}()
+	for range 10 {
+		if _, err := app.Write([]byte("x")); err != nil {
+			t.Fatalf("the pipe closed while the app was pushing: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := <-got; n != 10 {
+		t.Fatalf("client got %d of 10 pushed bytes", n)
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("silence both ways did not close the pipe")
 	}
 }
