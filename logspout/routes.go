@@ -1,6 +1,7 @@
 package logspout
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path"
@@ -15,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deis/dataplane/pkg/etcdwatch"
+	"github.com/deis/dataplane/pkg/keys"
 	"github.com/deis/dataplane/pkg/syslog/format"
 	"github.com/deis/dataplane/pkg/syslog/sender"
 )
@@ -284,4 +288,164 @@ func (l *Logspout) ServeRoutes(w http.ResponseWriter, req *http.Request) {
 	default:
 		http.Error(w, `{"error":"method not allowed"}`, http.StatusMethodNotAllowed)
 	}
+}
+
+func (l *Logspout) startRoute(r *route) {
+	l.routesMu.Lock()
+	defer l.routesMu.Unlock()
+	l.startRouteLocked(r)
+}
+
+// startRouteLocked runs r's sender until it is removed or logspout stops.
+func (l *Logspout) startRouteLocked(r *route) {
+	if l.sendCtx == nil || r.stop != nil {
+		return // not running yet: Run starts it
+	}
+	ctx, cancel := context.WithCancel(l.sendCtx)
+	done := make(chan struct{})
+	// Stopping a deleted route abandons what it had queued: its lines
+	// count as shipped for the cursors, which must not wait for it.
+	r.stop = func() { cancel(); <-done; r.s.Retire(l.sendCtx, nil) }
+	l.routeWG.Go(func() { defer close(done); _ = r.s.Run(ctx) })
+}
+
+// target is a sender a line goes to. Lines wait for room in a sender
+// (back-pressure: Docker's log is the buffer) except in a lossy one.
+type target struct {
+	s     *sender.Sender
+	lossy bool
+}
+
+// targets are the senders a line of this container and stream goes to;
+// any reports whether there is a route at all. The platform logger and
+// --route flags get back-pressure; routes added through the API are lossy,
+// so that one dead destination someone added cannot stop every container's
+// shipping (gliderlabs/logspout drops a route that stalls).
+func (l *Logspout) targets(name, app string, labels map[string]string, pri int) (out []target, any bool) {
+	l.routesMu.RLock()
+	defer l.routesMu.RUnlock()
+	any = l.logger != nil || len(l.extra) > 0
+	if l.logger != nil {
+		out = append(out, target{s: l.logger})
+	}
+	for _, r := range l.extra {
+		if r.matches(name, app, labels, pri) {
+			out = append(out, target{s: r.s, lossy: r.Persisted})
+		}
+	}
+	return out, any
+}
+
+// followLogger keeps a sender to /deis/logs/host:port over
+// /deis/logs/protocol (tcp by default), replaced when they change.
+func (l *Logspout) followLogger(ctx, sendCtx context.Context, w *etcdwatch.Watcher) {
+	var cur string
+	// The current sender is stopped when replaced; on shutdown it lives on
+	// until sendCtx ends, so its queue can drain.
+	run := &struct {
+		stop func(successor *sender.Sender)
+	}{stop: func(*sender.Sender) {}}
+	for {
+		var snap *etcdwatch.Snapshot
+		select {
+		case <-ctx.Done():
+			return
+		case snap = <-w.Updates():
+		}
+		host, port := snap.KVs[keys.LogsHost], snap.KVs[keys.LogsPort]
+		proto := strings.TrimSpace(snap.KVs[keys.LogsProtocol])
+		scheme := "syslog+tcp"
+		if proto == "udp" {
+			scheme = "syslog"
+		}
+		want := ""
+		if host != "" && port != "" {
+			want = scheme + "://" + net.JoinHostPort(strings.TrimSpace(host), strings.TrimSpace(port))
+		}
+		if want == cur {
+			continue
+		}
+		if want == "" && cur != "" {
+			// The logger's keys went away (it restarts, or its lease
+			// lapsed): keep the last route, which retries until the logger
+			// is back, rather than lose what it has queued.
+			l.log.Warn("logger no longer announced in etcd; keeping the last route", "url", cur)
+			continue
+		}
+		cur = want
+		var s *sender.Sender
+		if want != "" {
+			c, err := sender.ParseURL(want)
+			if err != nil {
+				l.log.Warn("invalid logger address in etcd", "url", want, "err", err)
+				continue
+			}
+			s = sender.New(c, l.log)
+		}
+		// Let the old route deliver what it has queued (bounded), then
+		// hand what is left to the new one: the logger moved, its lines
+		// did not become optional. The new route starts at once.
+		l.routesMu.RLock()
+		old, stopOld := l.logger, run.stop
+		l.routesMu.RUnlock()
+		go func() {
+			for deadline := time.Now().Add(5 * time.Second); old != nil && old.QueueLen() > 0 && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond)
+			}
+			stopOld(s)
+		}()
+		run.stop = func(*sender.Sender) {}
+		if s != nil {
+			sctx, cancel := context.WithCancel(sendCtx)
+			done := make(chan struct{})
+			run.stop = func(successor *sender.Sender) { cancel(); <-done; s.Retire(sendCtx, successor) }
+			l.routeWG.Go(func() { defer close(done); _ = s.Run(sctx) })
+		}
+		l.routesMu.Lock()
+		l.logger = s
+		l.routesMu.Unlock()
+		l.log.Info("logger route", "url", want)
+	}
+}
+
+func (l *Logspout) routes() []*sender.Sender {
+	l.routesMu.RLock()
+	defer l.routesMu.RUnlock()
+	var out []*sender.Sender
+	for _, r := range l.extra {
+		out = append(out, r.s)
+	}
+	if l.logger != nil {
+		out = append(out, l.logger)
+	}
+	return out
+}
+
+// RouteInfo describes a route for the /routes API.
+type RouteInfo struct {
+	ID      string `json:"id"`
+	URL     string `json:"uri"`
+	Source  string `json:"source"` // "etcd" (the platform logger), "flag" or "api"
+	Sent    int64  `json:"sent"`
+	Dropped int64  `json:"dropped"`
+	Queued  int    `json:"queued"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Routes lists the current routes.
+func (l *Logspout) Routes() []RouteInfo {
+	l.routesMu.RLock()
+	defer l.routesMu.RUnlock()
+	out := []RouteInfo{}
+	if l.logger != nil {
+		out = append(out, (&route{ID: "logger", URI: l.logger.Config().URL, s: l.logger}).info("etcd"))
+	}
+	for _, r := range l.extra {
+		src := "flag"
+		if r.Persisted {
+			src = "api"
+		}
+		out = append(out, r.info(src))
+	}
+	return out
 }
