@@ -73,7 +73,7 @@ type Logger struct {
 	Health *health.Registry
 	reg    *prometheus.Registry
 
-	store  atomic.Pointer[storeHolder]
+	store  *store.Switch
 	hub    hub
 	drains atomic.Pointer[[]*sender.Sender]
 
@@ -86,11 +86,6 @@ type Logger struct {
 	evictions  store.Evictions // by the memory store's limits, across adapter changes
 
 	m metrics
-}
-
-type storeHolder struct {
-	s   store.Store
-	raw string // the etcd value it was built from
 }
 
 type metrics struct {
@@ -127,7 +122,7 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg *prometheus.Reg
 		authReg = reg
 	}
 	l.auth = daemon.NewAuth(cfg.APIToken, log, authReg)
-	l.store.Store(&storeHolder{s: store.NewMemory(store.DefaultLinesPerApp, l.memoryLimits()), raw: "memory"})
+	l.store = store.NewSwitch(l.memoryLimits(), store.FileOptions{Root: cfg.LogRoot, MaxBytes: cfg.RotateBytes, Keep: cfg.RotateKeep})
 	empty := []*sender.Sender{}
 	l.drains.Store(&empty)
 	l.hub = newHub(cfg.MaxFollowers, cfg.MaxFollowersPerApp)
@@ -211,7 +206,7 @@ func (l *Logger) Addr(name string) string {
 }
 
 // Store is the current storage adapter.
-func (l *Logger) Store() store.Store { return l.store.Load().s }
+func (l *Logger) Store() *store.Switch { return l.store }
 
 // Run serves until ctx ends.
 func (l *Logger) Run(ctx context.Context) error {
@@ -258,9 +253,11 @@ func (l *Logger) flushLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if f, ok := l.Store().(*store.File); ok {
-				f.Flush()
-			}
+			l.store.Do(func(s store.Store) {
+				if f, ok := s.(*store.File); ok {
+					f.Flush()
+				}
+			})
 		}
 	}
 }
@@ -289,10 +286,12 @@ func (l *Logger) Reload() error {
 // ReopenFiles closes the file store's files so they are opened again
 // (SIGUSR1, after an external logrotate).
 func (l *Logger) ReopenFiles() {
-	if f, ok := l.Store().(*store.File); ok {
-		f.Reopen()
-		l.log.Info("reopened log files")
-	}
+	l.store.Do(func(s store.Store) {
+		if f, ok := s.(*store.File); ok {
+			f.Reopen()
+			l.log.Info("reopened log files")
+		}
+	})
 }
 
 func (l *Logger) healthLoop(ctx context.Context, w *etcdwatch.Watcher, ann *announce.Announcer) {
@@ -371,45 +370,14 @@ func (l *Logger) memoryLimits() store.MemoryLimits {
 }
 
 func (l *Logger) setAdapter(raw string) {
-	cur := l.store.Load()
-	if raw == cur.raw {
-		return
-	}
-	kind, size, err := store.ParseAdapter(raw)
+	changed, err := l.store.Apply(raw)
 	if err != nil {
-		l.log.Warn("keeping the current storage adapter", "current", cur.s.Kind(), "err", err)
-		l.store.Store(&storeHolder{s: cur.s, raw: raw}) // do not warn again
+		l.log.Warn("keeping the current storage adapter", "err", err)
 		return
 	}
-	if mem, ok := cur.s.(*store.Memory); ok && kind == "memory" {
-		mem.Resize(size) // same adapter: keep every line
-		l.store.Store(&storeHolder{s: mem, raw: raw})
-		l.log.Info("storage adapter", "kind", mem.Kind())
-		return
+	if changed {
+		l.log.Info("storage adapter", "kind", l.store.Kind())
 	}
-	if _, ok := cur.s.(*store.File); ok && kind == "file" {
-		l.store.Store(&storeHolder{s: cur.s, raw: raw})
-		return
-	}
-	var s store.Store
-	if kind == "file" {
-		f, err := store.NewFile(l.cfg.LogRoot, l.cfg.RotateBytes, l.cfg.RotateKeep)
-		if err != nil {
-			l.log.Warn("keeping the current storage adapter", "current", cur.s.Kind(), "err", err)
-			l.store.Store(&storeHolder{s: cur.s, raw: raw})
-			return
-		}
-		s = f
-	} else {
-		s = store.NewMemory(size, l.memoryLimits())
-	}
-	l.store.Store(&storeHolder{s: s, raw: raw})
-	if cur.s.Kind() != s.Kind() {
-		// Lines in flight are appended to either adapter, never lost; the
-		// old one is closed after they have landed.
-		go func() { time.Sleep(time.Second); _ = cur.s.Close() }()
-	}
-	l.log.Info("storage adapter", "kind", s.Kind())
 }
 
 func (l *Logger) acceptLoop(ctx context.Context, ln net.Listener, transport string) {

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestH5MemoryStoreIsBounded: new app names used to grow memory without
@@ -126,5 +129,91 @@ func BenchmarkFileTailOneLineOf50MB(b *testing.B) {
 		if got, err := tailFile(path, 1); err != nil || len(got) != 1 {
 			b.Fatal(got, err)
 		}
+	}
+}
+
+// TestSwitchAppliesTheSetting: memory:N resizes in place (every line kept),
+// file starts the file store, a bad value changes nothing and is reported
+// once, and no line appended during a change is lost: each lands in the
+// adapter in use when it was appended (the old one is closed only once
+// unused; there is no sleep before closing).
+func TestSwitchAppliesTheSetting(t *testing.T) {
+	t.Parallel()
+	w := NewSwitch(MemoryLimits{}, FileOptions{Root: t.TempDir(), MaxBytes: 1 << 20, Keep: 1})
+	for i := range 10 {
+		_ = w.Append("a", []byte(fmt.Sprintf("line %d", i)))
+	}
+	if changed, err := w.Apply("memory:5000"); err != nil || !changed || w.Kind() != "memory:5000" {
+		t.Fatalf("memory:5000: %v %v %s", changed, err, w.Kind())
+	}
+	if got, _ := w.Tail("a", 100); len(got) != 10 {
+		t.Fatalf("resize lost lines: %d of 10", len(got))
+	}
+	if changed, err := w.Apply("memory:5000"); err != nil || changed {
+		t.Fatalf("the same value again: %v %v", changed, err)
+	}
+	if _, err := w.Apply("disk"); err == nil || w.Kind() != "memory:5000" {
+		t.Fatalf("a bad value: %v, now %s", err, w.Kind())
+	}
+	if _, err := w.Apply("disk"); err != nil {
+		t.Fatalf("the same bad value was reported again: %v", err)
+	}
+	// Appends racing a change of adapter: every line lands somewhere.
+	var wg sync.WaitGroup
+	const n = 2000
+	wg.Go(func() {
+		for i := range n {
+			if err := w.Append("race", []byte(fmt.Sprintf("r %d", i))); err != nil {
+				t.Errorf("append %d during a change: %v", i, err)
+				return
+			}
+		}
+	})
+	if changed, err := w.Apply("file"); err != nil || !changed || w.Kind() != "file" {
+		t.Fatalf("file: %v %v", changed, err)
+	}
+	wg.Wait()
+	if _, err := w.Apply("memory"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSwitchClosesTheOldAdapterWhenUnused: a replaced adapter is closed
+// once the last call holding it returns, not before.
+func TestSwitchClosesTheOldAdapterWhenUnused(t *testing.T) {
+	t.Parallel()
+	w := NewSwitch(MemoryLimits{}, FileOptions{Root: t.TempDir(), MaxBytes: 1 << 20, Keep: 1})
+	if _, err := w.Apply("file"); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Append("a", []byte("x"))
+	held := make(chan struct{})
+	release := make(chan struct{})
+	var closedWhileHeld atomic.Bool
+	done := make(chan struct{})
+	go w.Do(func(s Store) {
+		defer close(done)
+		close(held)
+		<-release
+		// Still usable: the file store was not closed under us.
+		if err := s.Append("a", []byte("late")); err != nil {
+			closedWhileHeld.Store(true)
+		}
+	})
+	<-held
+	if _, err := w.Apply("memory"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held call never returned")
+	}
+	if closedWhileHeld.Load() {
+		t.Fatal("the old adapter was closed while a call held it")
 	}
 }
