@@ -10,6 +10,9 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
+
+	"github.com/deis/dataplane/pkg/retry"
 )
 
 // The pre-receive hook of every repository runs `builder hook`, which
@@ -144,14 +147,17 @@ func listenHooks(path string, pushes func(string) *push) (*hookServer, error) {
 }
 
 func (h *hookServer) serve() {
+	backoff := retry.New(5*time.Millisecond, time.Second) // e.g. out of file descriptors
 	for {
 		conn, err := h.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			time.Sleep(backoff.Next())
 			continue
 		}
+		backoff.Reset()
 		go h.handle(conn)
 	}
 }

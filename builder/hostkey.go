@@ -14,6 +14,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/pkg/retry"
 )
 
 // HostKey returns the SSH host key every builder instance shares: the one
@@ -60,7 +61,7 @@ var ErrBadHostKey = errors.New("bad host key")
 // WaitHostKey is HostKey, retried with backoff while etcd is unreachable,
 // so a builder started before etcd comes up when etcd does.
 func WaitHostKey(ctx context.Context, cli *clientv3.Client, log *slog.Logger) (gossh.Signer, error) {
-	backoff := 500 * time.Millisecond
+	backoff := retry.New(500*time.Millisecond, 5*time.Second)
 	for {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		signer, err := HostKey(actx, cli)
@@ -68,12 +69,10 @@ func WaitHostKey(ctx context.Context, cli *clientv3.Client, log *slog.Logger) (g
 		if err == nil || errors.Is(err, ErrBadHostKey) || ctx.Err() != nil {
 			return signer, err
 		}
-		log.Warn("cannot read the shared SSH host key yet; retrying", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		wait := backoff.Next()
+		log.Warn("cannot read the shared SSH host key yet; retrying", "err", err, "retry_in", wait)
+		if !retry.Sleep(ctx, wait) {
 			return nil, err
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/deis/dataplane/pkg/etcdwatch"
 	"github.com/deis/dataplane/pkg/health"
 	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/pkg/retry"
 	"github.com/deis/dataplane/pkg/syslog/format"
 	"github.com/deis/dataplane/pkg/syslog/framing"
 	"github.com/deis/dataplane/pkg/syslog/parse"
@@ -388,15 +389,19 @@ func (l *Logger) acceptLoop(ctx context.Context, ln net.Listener, transport stri
 		conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
 	})
 	defer stop()
+	backoff := retry.New(5*time.Millisecond, time.Second) // e.g. out of file descriptors
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			time.Sleep(10 * time.Millisecond)
+			if !retry.Sleep(ctx, backoff.Next()) {
+				return
+			}
 			continue
 		}
+		backoff.Reset()
 		peer := hostOf(c.RemoteAddr())
 		if reason := l.limits.admit(peer); reason != "" {
 			l.refuseConn(c, peer, reason)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/deis/dataplane/pkg/retry"
 )
 
 // DefaultTTL is the lease TTL of docs/contract.md for published keys.
@@ -125,7 +127,8 @@ func (a *Announcer) Err() error {
 
 // Run holds a lease until ctx ends, then revokes it (deleting the keys).
 func (a *Announcer) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	// Keep retries quick: keys must be back within seconds of etcd.
+	backoff := retry.New(100*time.Millisecond, time.Second)
 	for {
 		err := a.holdLease(ctx)
 		if ctx.Err() != nil {
@@ -136,15 +139,12 @@ func (a *Announcer) Run(ctx context.Context) error {
 		a.lease = 0
 		a.lastErr = err
 		a.mu.Unlock()
-		a.log.Warn("etcd lease lost; announcing again", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		wait := backoff.Next()
+		a.log.Warn("etcd lease lost; announcing again", "err", err, "retry_in", wait)
+		if !retry.Sleep(ctx, wait) {
 			a.revoke()
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		// Keep retries quick: keys must be back within seconds of etcd.
-		backoff = min(backoff*2, time.Second)
 	}
 }
 

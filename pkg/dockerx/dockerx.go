@@ -19,6 +19,8 @@ import (
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
+
+	"github.com/deis/dataplane/pkg/retry"
 )
 
 // MaxAPIVersion is the newest Engine API version the client asks for:
@@ -124,7 +126,7 @@ func (w *Watcher) Err() error {
 // Run follows events until ctx ends, reconnecting with backoff (100ms to
 // 2s). It returns ctx's error.
 func (w *Watcher) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	backoff := retry.New(100*time.Millisecond, 2*time.Second)
 	first := true
 	for {
 		err := w.streamOnce(ctx)
@@ -137,13 +139,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.reconnects.Add(1)
 		}
 		first = false
-		w.log.Warn("docker event stream down; reconnecting", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		wait := backoff.Next()
+		w.log.Warn("docker event stream down; reconnecting", "err", err, "retry_in", wait)
+		if !retry.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/deis/dataplane/pkg/etcdutil"
+	"github.com/deis/dataplane/pkg/retry"
 )
 
 // Snapshot is an immutable view of the watched keys at one revision. Never
@@ -146,22 +147,20 @@ func (w *Watcher) Run(ctx context.Context) error {
 	probing.Go(func() { w.probe(pctx, 2*time.Second) })
 	defer probing.Wait()
 	defer stopProbe()
-	backoff := w.opt.MinBackoff
+	backoff := retry.New(w.opt.MinBackoff, w.opt.MaxBackoff)
 	for {
 		err := w.syncOnce(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		w.setErr(err)
-		w.log.Warn("etcd watch interrupted; serving last snapshot and retrying", "prefixes", w.prefixes, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, w.opt.MaxBackoff)
 		if err == nil {
-			backoff = w.opt.MinBackoff
+			backoff.Reset()
+		}
+		wait := backoff.Next()
+		w.log.Warn("etcd watch interrupted; serving last snapshot and retrying", "prefixes", w.prefixes, "err", err, "retry_in", wait)
+		if !retry.Sleep(ctx, wait) {
+			return ctx.Err()
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deis/dataplane/pkg/retry"
 	"github.com/deis/dataplane/router/table"
 )
 
@@ -53,7 +54,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	backoff := 5 * time.Millisecond
+	backoff := retry.New(5*time.Millisecond, time.Second)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -62,13 +63,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(backoff)
-				backoff = min(backoff*2, time.Second)
+				if !retry.Sleep(ctx, backoff.Next()) {
+					return nil
+				}
 				continue
 			}
 			return err
 		}
-		backoff = 5 * time.Millisecond
+		backoff.Reset()
 		s.accepted.Inc()
 		s.track(c, true)
 		s.wg.Add(1)

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/deis/dataplane/pkg/retry"
 	"github.com/deis/dataplane/pkg/syslog/format"
 	"github.com/deis/dataplane/pkg/syslog/framing"
 )
@@ -338,7 +339,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		conn    net.Conn
 		batch   []Item // taken from the queue but not yet written
 		lastUse time.Time
-		backoff = 100 * time.Millisecond
+		backoff = retry.New(100*time.Millisecond, 10*time.Second)
 		frame   = make([]byte, 0, batchBytes+4096)
 	)
 	defer func() {
@@ -393,13 +394,11 @@ func (s *Sender) Run(ctx context.Context) error {
 			c, err := s.dial(ctx)
 			if err != nil {
 				s.setErr(err)
-				s.log.Warn("syslog destination unreachable; retrying", "err", err, "retry_in", backoff, "queued", len(s.q)+len(batch))
-				select {
-				case <-ctx.Done():
+				wait := backoff.Next()
+				s.log.Warn("syslog destination unreachable; retrying", "err", err, "retry_in", wait, "queued", len(s.q)+len(batch))
+				if !retry.Sleep(ctx, wait) {
 					return ctx.Err()
-				case <-time.After(backoff):
 				}
-				backoff = min(backoff*2, 10*time.Second)
 				continue
 			}
 			conn = c
@@ -420,7 +419,7 @@ func (s *Sender) Run(ctx context.Context) error {
 			continue // the rest of the batch is retried on the next connection
 		}
 		lastUse = time.Now()
-		backoff = 100 * time.Millisecond
+		backoff.Reset()
 		s.setErr(nil)
 	}
 }
