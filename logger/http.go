@@ -91,55 +91,9 @@ func (l *Logger) serveLogs(w http.ResponseWriter, r *http.Request) {
 // follow sends the last n lines (only if log_lines was given), then every
 // new line as it arrives, until the client goes away.
 func (l *Logger) follow(w http.ResponseWriter, r *http.Request, app string, n int) {
-	f, err := l.hub.subscribe(app)
-	if err != nil {
-		w.Header().Set("Retry-After", "10")
-		http.Error(w, "too many live followers (at most "+strconv.Itoa(l.hub.perApp)+" per app, "+strconv.Itoa(l.hub.max)+" in all); try again later", http.StatusTooManyRequests)
-		return
-	}
-	defer l.hub.unsubscribe(app, f)
-	ch := f.ch
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	fl, _ := w.(http.Flusher)
+	var backlog [][]byte
 	if r.URL.Query().Get("log_lines") != "" {
-		lines, _ := l.Store().Tail(app, n)
-		for _, ln := range lines {
-			_, _ = w.Write(append(ln, '\n'))
-		}
+		backlog, _ = l.Store().Tail(app, n)
 	}
-	if fl != nil {
-		fl.Flush()
-	}
-	for {
-		select {
-		case <-r.Context().Done():
-			return
-		case line, ok := <-ch:
-			if !ok {
-				return
-			}
-			f.take(line)
-			if _, err := w.Write(append(line, '\n')); err != nil {
-				return
-			}
-			// Send whatever else is already waiting before flushing.
-			for more := true; more; {
-				select {
-				case line, ok := <-ch:
-					if !ok {
-						return
-					}
-					f.take(line)
-					_, _ = w.Write(append(line, '\n'))
-				default:
-					more = false
-				}
-			}
-			if fl != nil {
-				fl.Flush()
-			}
-		}
-	}
+	l.hub.Serve(w, r, app, backlog)
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/deis/dataplane/pkg/syslog/framing"
 	"github.com/deis/dataplane/pkg/syslog/parse"
 	"github.com/deis/dataplane/pkg/syslog/sender"
+	"github.com/deis/dataplane/pkg/follow"
 )
 
 // Config is the logger's configuration.
@@ -75,7 +76,7 @@ type Logger struct {
 	reg    *prometheus.Registry
 
 	store  *store.Switch
-	hub    hub
+	hub    *follow.Hub
 	drains atomic.Pointer[[]*sender.Sender]
 
 	tcp, tlsLn net.Listener
@@ -126,7 +127,7 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg *prometheus.Reg
 	l.store = store.NewSwitch(l.memoryLimits(), store.FileOptions{Root: cfg.LogRoot, MaxBytes: cfg.RotateBytes, Keep: cfg.RotateKeep})
 	empty := []*sender.Sender{}
 	l.drains.Store(&empty)
-	l.hub = newHub(cfg.MaxFollowers, cfg.MaxFollowersPerApp)
+	l.hub = follow.New(cfg.MaxFollowers, cfg.MaxFollowersPerApp)
 	l.m = metrics{
 		ingested:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logger_messages_received_total", Help: "Messages received by transport."}, []string{"transport"}),
 		parseFail:    prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_parse_failures_total", Help: "Messages kept as raw lines because they did not parse."}),
@@ -240,7 +241,7 @@ func (l *Logger) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	_ = srv.Shutdown(sctx)
 	cancel()
-	l.hub.closeAll()
+	l.hub.Close()
 	wg.Wait()
 	_ = l.Store().Close()
 	return nil
@@ -565,7 +566,7 @@ func (l *Logger) ingest(p *parse.Parser, msg []byte, from string, line []byte) [
 		l.m.stored.Inc()
 		l.m.storedBytes.Add(float64(len(line)))
 	}
-	l.hub.publish(m.App, line)
+	l.hub.Publish(m.App, line)
 	drains := *l.drains.Load()
 	if len(drains) > 0 {
 		var out [512]byte
@@ -655,8 +656,8 @@ func (c *drainCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(drainSentDesc, prometheus.CounterValue, float64(d.Sent.Load()), u)
 		ch <- prometheus.MustNewConstMetric(drainDropDesc, prometheus.CounterValue, float64(d.Dropped.Load()), u)
 	}
-	ch <- prometheus.MustNewConstMetric(followDropDesc, prometheus.CounterValue, float64(c.l.hub.dropped.Load()))
-	ch <- prometheus.MustNewConstMetric(followRefusedDesc, prometheus.CounterValue, float64(c.l.hub.refused.Load()))
+	ch <- prometheus.MustNewConstMetric(followDropDesc, prometheus.CounterValue, float64(c.l.hub.Dropped.Load()))
+	ch <- prometheus.MustNewConstMetric(followRefusedDesc, prometheus.CounterValue, float64(c.l.hub.Refused.Load()))
 	ch <- prometheus.MustNewConstMetric(evictedAppsDesc, prometheus.CounterValue, float64(c.l.evictions.Apps.Load()))
 	ch <- prometheus.MustNewConstMetric(evictedLinesDesc, prometheus.CounterValue, float64(c.l.evictions.Lines.Load()))
 }

@@ -265,10 +265,10 @@ func (l *Logspout) shipLine(ctx context.Context, buf *[]byte, ln logLine, name, 
 			return false // shutting down: the cursor stays before this line
 		}
 	}
-	if l.hub.active() {
+	if l.hub.Active() {
 		line := ln.ts.UTC().AppendFormat(nil, time.RFC3339Nano)
 		line = append(append(append(append(append(line, ' '), app...), '['), proc...), "]: "...)
-		l.hub.publish(app, append(line, ln.text...))
+		l.hub.Publish(app, append(line, ln.text...))
 	}
 	return true
 }

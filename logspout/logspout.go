@@ -22,6 +22,7 @@ import (
 
 	"github.com/deis/dataplane/pkg/dockerx"
 	"github.com/deis/dataplane/pkg/etcdwatch"
+	"github.com/deis/dataplane/pkg/follow"
 	"github.com/deis/dataplane/pkg/health"
 	"github.com/deis/dataplane/pkg/keys"
 	"github.com/deis/dataplane/pkg/syslog/sender"
@@ -76,7 +77,7 @@ type Logspout struct {
 	linesOdd              *prometheus.CounterVec // shipped, but truncated or not text
 	badRoutesFiles        prometheus.Counter
 	routesRefused         prometheus.Counter
-	hub                   hub
+	hub                   *follow.Hub // /logs followers
 }
 
 // New returns a shipper; reg receives its metrics.
@@ -92,7 +93,7 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 	}
 	l := &Logspout{cfg: cfg, docker: dcli, etcd: ecli, log: log, Health: &health.Registry{},
 		following: map[string]context.CancelFunc{}, cursors: map[string]time.Time{}, destroyed: map[string]time.Time{},
-		caughtUp: map[string]bool{}, extra: map[string]*route{}}
+		caughtUp: map[string]bool{}, extra: map[string]*route{}, hub: follow.New(0, 0)}
 	for i, u := range cfg.Routes {
 		r, err := newRoute(fmt.Sprintf("flag-%d", i+1), u, log, cfg.TLSRootCAs)
 		if err != nil {
@@ -159,6 +160,7 @@ func (l *Logspout) Run(ctx context.Context) error {
 		}
 	})
 	<-ctx.Done()
+	l.hub.Close() // /logs followers end with logspout
 	l.wg.Wait()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		queued := 0

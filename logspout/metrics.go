@@ -29,5 +29,5 @@ func (c *routeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(routeQueuedDesc, prometheus.GaugeValue, float64(s.QueueLen()), u)
 		ch <- prometheus.MustNewConstMetric(routeReconDesc, prometheus.CounterValue, float64(s.Reconnects.Load()), u)
 	}
-	ch <- prometheus.MustNewConstMetric(followDropDesc, prometheus.CounterValue, float64(c.l.hub.dropped.Load()))
+	ch <- prometheus.MustNewConstMetric(followDropDesc, prometheus.CounterValue, float64(c.l.hub.Dropped.Load()))
 }
