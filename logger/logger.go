@@ -77,7 +77,7 @@ type Logger struct {
 
 	store  *store.Switch
 	hub    *follow.Hub
-	drains atomic.Pointer[[]*sender.Sender]
+	drains *sender.Set // from /deis/logs/drain
 
 	tcp, tlsLn net.Listener
 	udp        net.PacketConn
@@ -125,8 +125,7 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg *prometheus.Reg
 	}
 	l.auth = daemon.NewAuth(cfg.APIToken, log, authReg)
 	l.store = store.NewSwitch(l.memoryLimits(), store.FileOptions{Root: cfg.LogRoot, MaxBytes: cfg.RotateBytes, Keep: cfg.RotateKeep})
-	empty := []*sender.Sender{}
-	l.drains.Store(&empty)
+	l.drains = sender.NewSet(context.Background())
 	l.hub = follow.New(cfg.MaxFollowers, cfg.MaxFollowersPerApp)
 	l.m = metrics{
 		ingested:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "logger_messages_received_total", Help: "Messages received by transport."}, []string{"transport"}),
@@ -138,7 +137,7 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg *prometheus.Reg
 		storedBytes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "logger_stored_bytes_total", Help: "Bytes stored."}),
 	}
 	if reg != nil {
-		reg.MustRegister(l.m.ingested, l.m.parseFail, l.m.drops, l.m.framingErrs, l.m.connsRefused, l.m.stored, l.m.storedBytes, &drainCollector{l})
+		reg.MustRegister(l.m.ingested, l.m.parseFail, l.m.drops, l.m.framingErrs, l.m.connsRefused, l.m.stored, l.m.storedBytes, &statsCollector{l}, sender.Collector("logger_drain", "drain", l.drains.Senders))
 	}
 	var err error
 	if l.tcp, err = net.Listen("tcp", cfg.SyslogAddr); err != nil {
@@ -243,6 +242,7 @@ func (l *Logger) Run(ctx context.Context) error {
 	cancel()
 	l.hub.Close()
 	wg.Wait()
+	l.drains.Close() // what they hold is delivered, within the set's grace
 	_ = l.Store().Close()
 	return nil
 }
@@ -305,7 +305,7 @@ func (l *Logger) healthLoop(ctx context.Context, w *etcdwatch.Watcher, ann *anno
 			err = ann.Err()
 		}
 		l.Health.Set("etcd", err)
-		l.Health.Set("drains", sender.Failing(*l.drains.Load()))
+		l.Health.Set("drains", sender.Failing(l.drains.Senders()))
 		select {
 		case <-ctx.Done():
 			return
@@ -316,11 +316,7 @@ func (l *Logger) healthLoop(ctx context.Context, w *etcdwatch.Watcher, ann *anno
 
 // applyConfig follows /deis/logs/storageAdapterType and /deis/logs/drain.
 func (l *Logger) applyConfig(ctx context.Context, w *etcdwatch.Watcher) {
-	type drainRun struct{ stop context.CancelFunc }
-	cur := &drainRun{stop: func() {}}
-	var drainsWG sync.WaitGroup
 	var lastDrain string
-	defer func() { cur.stop(); drainsWG.Wait() }()
 	for {
 		var snap *etcdwatch.Snapshot
 		select {
@@ -343,25 +339,10 @@ func (l *Logger) applyConfig(ctx context.Context, w *etcdwatch.Watcher) {
 				}
 				next = append(next, sender.New(cfg, l.log))
 			}
-			// Start the new drains before stopping the old, then let the
-			// old ones finish what they had queued for a moment.
-			old := *l.drains.Load()
-			stopOld := cur.stop
-			drainCtx, stop := context.WithCancel(ctx)
-			cur = &drainRun{stop: stop}
-			for _, d := range next {
-				drainsWG.Go(func() { _ = d.Run(drainCtx) })
-			}
-			l.drains.Store(&next)
-			go func() {
-				deadline := time.Now().Add(5 * time.Second)
-				for _, d := range old {
-					for d.QueueLen() > 0 && time.Now().Before(deadline) {
-						time.Sleep(20 * time.Millisecond)
-					}
-				}
-				stopOld()
-			}()
+			// The new drains start at once; the old ones finish what they
+			// had queued (bounded), then stop; what is left is dropped and
+			// counted (a drain is lossy by design: the store has every line).
+			l.drains.Replace(next, nil)
 			l.log.Info("drains configured", "count", len(next))
 		}
 	}
@@ -567,7 +548,7 @@ func (l *Logger) ingest(p *parse.Parser, msg []byte, from string, line []byte) [
 		l.m.storedBytes.Add(float64(len(line)))
 	}
 	l.hub.Publish(m.App, line)
-	drains := *l.drains.Load()
+	drains := l.drains.Senders()
 	if len(drains) > 0 {
 		var out [512]byte
 		msg := format.Message{Priority: 8 + m.Severity, Time: m.Time, Host: m.Host, App: m.App, ProcID: m.Proc, Text: []byte(m.Text)}
@@ -623,39 +604,25 @@ func hostOf(a net.Addr) string {
 	return h
 }
 
-// hub fans new lines out to followers (GET ?follow=true).
-type drainCollector struct{ l *Logger }
+// statsCollector exports what is counted in atomics: follower and
+// memory-store figures (the drains have sender.Collector).
+type statsCollector struct{ l *Logger }
 
 var (
-	drainQueueDesc    = prometheus.NewDesc("logger_drain_queue_depth", "Messages queued per drain.", []string{"drain"}, nil)
-	drainReconDesc    = prometheus.NewDesc("logger_drain_reconnects_total", "Connections opened per drain.", []string{"drain"}, nil)
-	drainSentDesc     = prometheus.NewDesc("logger_drain_sent_total", "Messages sent per drain.", []string{"drain"}, nil)
-	drainDropDesc     = prometheus.NewDesc("logger_drain_dropped_total", "Messages dropped per drain.", []string{"drain"}, nil)
 	evictedAppsDesc   = prometheus.NewDesc("logger_evicted_apps_total", "Apps whose lines the memory store dropped whole to stay within --memory-limit or --max-apps (least recently written first).", nil, nil)
 	evictedLinesDesc  = prometheus.NewDesc("logger_evicted_lines_total", "Lines the memory store dropped to stay within its byte and app limits.", nil, nil)
 	followRefusedDesc = prometheus.NewDesc("logger_follow_refused_total", "Live followers refused: over the per-app or total limit.", nil, nil)
 	followDropDesc    = prometheus.NewDesc("logger_follow_dropped_total", "Lines not delivered to followers too slow to keep up.", nil, nil)
 )
 
-func (c *drainCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- drainQueueDesc
-	ch <- drainReconDesc
-	ch <- drainSentDesc
-	ch <- drainDropDesc
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- followDropDesc
 	ch <- followRefusedDesc
 	ch <- evictedAppsDesc
 	ch <- evictedLinesDesc
 }
 
-func (c *drainCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, d := range *c.l.drains.Load() {
-		u := d.Config().URL
-		ch <- prometheus.MustNewConstMetric(drainQueueDesc, prometheus.GaugeValue, float64(d.QueueLen()), u)
-		ch <- prometheus.MustNewConstMetric(drainReconDesc, prometheus.CounterValue, float64(d.Reconnects.Load()), u)
-		ch <- prometheus.MustNewConstMetric(drainSentDesc, prometheus.CounterValue, float64(d.Sent.Load()), u)
-		ch <- prometheus.MustNewConstMetric(drainDropDesc, prometheus.CounterValue, float64(d.Dropped.Load()), u)
-	}
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(followDropDesc, prometheus.CounterValue, float64(c.l.hub.Dropped.Load()))
 	ch <- prometheus.MustNewConstMetric(followRefusedDesc, prometheus.CounterValue, float64(c.l.hub.Refused.Load()))
 	ch <- prometheus.MustNewConstMetric(evictedAppsDesc, prometheus.CounterValue, float64(c.l.evictions.Apps.Load()))

@@ -338,13 +338,8 @@ func (l *Logspout) targets(name, app string, labels map[string]string, pri int) 
 
 // followLogger keeps a sender to /deis/logs/host:port over
 // /deis/logs/protocol (tcp by default), replaced when they change.
-func (l *Logspout) followLogger(ctx, sendCtx context.Context, w *etcdwatch.Watcher) {
+func (l *Logspout) followLogger(ctx context.Context, set *sender.Set, w *etcdwatch.Watcher) {
 	var cur string
-	// The current sender is stopped when replaced; on shutdown it lives on
-	// until sendCtx ends, so its queue can drain.
-	run := &struct {
-		stop func(successor *sender.Sender)
-	}{stop: func(*sender.Sender) {}}
 	for {
 		var snap *etcdwatch.Snapshot
 		select {
@@ -382,25 +377,14 @@ func (l *Logspout) followLogger(ctx, sendCtx context.Context, w *etcdwatch.Watch
 			}
 			s = sender.New(c, l.log)
 		}
-		// Let the old route deliver what it has queued (bounded), then
-		// hand what is left to the new one: the logger moved, its lines
-		// did not become optional. The new route starts at once.
-		l.routesMu.RLock()
-		old, stopOld := l.logger, run.stop
-		l.routesMu.RUnlock()
-		go func() {
-			for deadline := time.Now().Add(5 * time.Second); old != nil && old.QueueLen() > 0 && time.Now().Before(deadline); {
-				time.Sleep(20 * time.Millisecond)
-			}
-			stopOld(s)
-		}()
-		run.stop = func(*sender.Sender) {}
+		// The new route starts at once; the old one delivers what it has
+		// queued (bounded), then hands the rest to the new one: the logger
+		// moved, its lines did not become optional.
+		var next []*sender.Sender
 		if s != nil {
-			sctx, cancel := context.WithCancel(sendCtx)
-			done := make(chan struct{})
-			run.stop = func(successor *sender.Sender) { cancel(); <-done; s.Retire(sendCtx, successor) }
-			l.routeWG.Go(func() { defer close(done); _ = s.Run(sctx) })
+			next = append(next, s)
 		}
+		set.Replace(next, func(*sender.Sender) *sender.Sender { return s })
 		l.routesMu.Lock()
 		l.logger = s
 		l.routesMu.Unlock()

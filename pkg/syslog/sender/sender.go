@@ -162,6 +162,50 @@ type Sender struct {
 	// A retired sender (see Retire) passes what reaches its queue on.
 	retired   bool
 	successor *Sender
+
+	// pending counts messages queued and not yet written, handed on or
+	// abandoned; idle is closed (and replaced) each time it drops to 0.
+	pending atomic.Int64
+	idle    chan struct{}
+}
+
+// added and done keep pending and wake WaitIdle.
+func (s *Sender) added(n int64) { s.pending.Add(n) }
+
+func (s *Sender) done(n int64) {
+	if n == 0 || s.pending.Add(-n) != 0 {
+		return
+	}
+	s.mu.Lock()
+	if s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+	s.mu.Unlock()
+}
+
+// WaitIdle waits until everything queued has been written (or handed on,
+// or abandoned by Retire), or ctx ends; false then. Owners use it to let a
+// sender that is being replaced or stopped finish its queue, within a
+// grace period they choose.
+func (s *Sender) WaitIdle(ctx context.Context) bool {
+	for {
+		s.mu.Lock()
+		if s.pending.Load() == 0 {
+			s.mu.Unlock()
+			return true
+		}
+		if s.idle == nil {
+			s.idle = make(chan struct{})
+		}
+		ch := s.idle
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // New returns a sender; Run must be running for messages to leave.
@@ -224,6 +268,7 @@ func (s *Sender) SendAcked(ctx context.Context, msg []byte, acker Acker, seq uin
 }
 
 func (s *Sender) enqueue(ctx context.Context, it Item) error {
+	s.added(1) // before the item is visible, so it is never done before added
 	select {
 	case s.q <- it:
 		s.mu.Lock()
@@ -235,6 +280,7 @@ func (s *Sender) enqueue(ctx context.Context, it Item) error {
 		return nil
 	case <-ctx.Done():
 		s.Dropped.Add(1)
+		s.done(1)
 		return ctx.Err()
 	}
 }
@@ -258,6 +304,7 @@ func (s *Sender) passOn(ctx context.Context) {
 	s.unsent = nil
 	s.mu.Unlock()
 	handOver := func(it Item) {
+		defer s.done(1)
 		if next != nil {
 			// On failure (shutting down) it stays unacknowledged, so the
 			// caller's cursor stays before it and it is sent again later.
@@ -305,6 +352,7 @@ func (s *Sender) TrySendAcked(msg []byte, acker Acker, seq uint64) bool {
 }
 
 func (s *Sender) tryEnqueue(it Item) bool {
+	s.added(1)
 	select {
 	case s.q <- it:
 		s.mu.Lock()
@@ -316,6 +364,7 @@ func (s *Sender) tryEnqueue(it Item) bool {
 		return true
 	default:
 		s.Dropped.Add(1)
+		s.done(1)
 		if it.Acker != nil {
 			it.Acker.Ack(it.Seq)
 		}
@@ -411,6 +460,7 @@ func (s *Sender) Run(ctx context.Context) error {
 			}
 		}
 		s.Sent.Add(int64(written))
+		s.done(int64(written))
 		batch = append(batch[:0], batch[written:]...)
 		if err != nil {
 			s.setErr(fmt.Errorf("write: %w", err))
