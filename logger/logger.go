@@ -29,6 +29,7 @@ import (
 	"github.com/deis/dataplane/pkg/announce"
 	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/etcdwatch"
+	"github.com/deis/dataplane/pkg/follow"
 	"github.com/deis/dataplane/pkg/health"
 	"github.com/deis/dataplane/pkg/keys"
 	"github.com/deis/dataplane/pkg/retry"
@@ -36,7 +37,6 @@ import (
 	"github.com/deis/dataplane/pkg/syslog/framing"
 	"github.com/deis/dataplane/pkg/syslog/parse"
 	"github.com/deis/dataplane/pkg/syslog/sender"
-	"github.com/deis/dataplane/pkg/follow"
 )
 
 // Config is the logger's configuration.
