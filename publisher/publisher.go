@@ -58,7 +58,6 @@ type Publisher struct {
 	// badHealthURL is the last unusable healthcheck_url logged per app.
 	badHealthURL map[string]string
 	wg           sync.WaitGroup
-	ctx          context.Context
 
 	published      prometheus.Gauge
 	latency        prometheus.Histogram
@@ -119,7 +118,6 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 // Run publishes until ctx ends, then revokes the lease (removing this
 // host's keys) and returns.
 func (p *Publisher) Run(ctx context.Context) error {
-	p.ctx = ctx
 	var wg sync.WaitGroup
 	annCtx, stopAnn := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Go(func() { _ = p.ann.Run(annCtx) })
