@@ -438,7 +438,7 @@ func TestPushThroughRouter(t *testing.T) {
 	app := appName("routed")
 	cleanupImages(t, app)
 	v.app(app, "alice")
-	r, err := router.New(router.Config{SSHAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0", Host: "127.0.0.1", Grace: time.Second}, v.e.Client(), slog.New(slog.DiscardHandler))
+	r, err := router.New(router.Config{SSHAddr: "127.0.0.1:0", Host: "127.0.0.1", Grace: time.Second}, v.e.Client(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

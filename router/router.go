@@ -38,19 +38,16 @@ import (
 
 // Config is everything the router needs; cmd/router fills it from flags.
 type Config struct {
-	HTTPAddr   string // "" disables
-	HTTPSAddr  string // "" disables
-	SSHAddr    string // "" disables
-	HealthAddr string
-	Host       string // announced as /deis/router/hosts/<Host>
-	Grace      time.Duration
-	AccessLog  bool
+	HTTPAddr  string // "" disables
+	HTTPSAddr string // "" disables
+	SSHAddr   string // "" disables
+	Host      string // announced as /deis/router/hosts/<Host>
+	Grace     time.Duration
+	AccessLog bool
 	// HeaderTimeout bounds reading a request's head (slow clients).
 	HeaderTimeout time.Duration
 	// MaxConns bounds concurrent client connections.
 	MaxConns int
-	// APIToken guards /metrics ("" = etcd's, loopback only while none).
-	APIToken string
 }
 
 // Router is a running router.
@@ -70,7 +67,6 @@ type Router struct {
 	listeners         map[string]net.Listener
 	proxyProtocol     func() bool
 	trustedProxy      func(netip.Addr) bool // may a peer set the client address with PROXY?
-	admin             *daemon.Admin
 
 	buildDuration prometheus.Histogram
 	invalid       prometheus.Counter
@@ -110,14 +106,6 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger) (*Router, error) {
 		return false
 	}
 
-	var err error
-	if r.admin, err = daemon.NewAdmin(cfg.HealthAddr, r.health, r.reg, daemon.NewAuth(cfg.APIToken, log, r.reg)); err != nil {
-		return nil, err
-	}
-	r.admin.Mux.HandleFunc("/health-check", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write([]byte("OK\n"))
-	})
 	for name, addr := range map[string]string{"http": cfg.HTTPAddr, "https": cfg.HTTPSAddr, "ssh": cfg.SSHAddr} {
 		if addr == "" {
 			continue
@@ -145,12 +133,24 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger) (*Router, error) {
 	return r, nil
 }
 
-// Addr returns the bound address of listener name (http, https, ssh,
-// health), for tests that bind port 0.
-func (r *Router) Addr(name string) string {
-	if name == "health" {
-		return r.admin.Addr()
+// NewAdmin binds the router's admin server on addr: /healthz, /metrics
+// (guarded by the API token) and the load balancers' /health-check. The
+// caller (main) owns it and runs it beside Run.
+func NewAdmin(r *Router, addr, apiToken string) (*daemon.Admin, error) {
+	admin, err := daemon.NewAdmin(addr, r.health, r.reg, daemon.NewAuth(apiToken, r.log, r.reg))
+	if err != nil {
+		return nil, err
 	}
+	admin.Mux.HandleFunc("/health-check", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("OK\n"))
+	})
+	return admin, nil
+}
+
+// Addr returns the bound address of listener name (http, https, ssh), for
+// tests that bind port 0.
+func (r *Router) Addr(name string) string {
 	if ln := r.listeners[name]; ln != nil {
 		return ln.Addr().String()
 	}
@@ -216,8 +216,6 @@ func (p slogPrinter) Printf(format string, args ...any) {
 // Run serves until ctx ends, then shuts down gracefully within Grace.
 func (r *Router) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return r.admin.Run(gctx) })
-	g.Go(func() error { return ignoreCanceled(r.admin.Auth.Watch(gctx, r.cli)) })
 	g.Go(func() error { return ignoreCanceled(r.watcher.Run(gctx)) })
 	g.Go(func() error { r.applyUpdates(gctx); return nil })
 
@@ -246,7 +244,7 @@ func (r *Router) Run(ctx context.Context) error {
 	if ln := r.listeners["ssh"]; ln != nil {
 		go func() { serveErr <- r.tcp.Serve(context.WithoutCancel(gctx), ln) }()
 	}
-	r.log.Info("router serving", "http", r.Addr("http"), "https", r.Addr("https"), "ssh", r.Addr("ssh"), "health", r.Addr("health"))
+	r.log.Info("router serving", "http", r.Addr("http"), "https", r.Addr("https"), "ssh", r.Addr("ssh"))
 
 	var runErr error
 	select {

@@ -28,28 +28,34 @@ import (
 )
 
 type harness struct {
-	t    *testing.T
-	e    *testenv.Etcd
-	r    *router.Router
-	http string
-	tls  string
-	ssh  string
-	stop func()
+	t      *testing.T
+	e      *testenv.Etcd
+	r      *router.Router
+	http   string
+	tls    string
+	ssh    string
+	health string // the admin server (router.NewAdmin, as main runs it)
+	stop   func()
 }
 
 func startRouter(t *testing.T, e *testenv.Etcd) *harness {
 	t.Helper()
 	r, err := router.New(router.Config{
-		HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0", HealthAddr: "127.0.0.1:0",
+		HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", SSHAddr: "127.0.0.1:0",
 		Host: "127.0.0.1", Grace: 5 * time.Second, AccessLog: false,
 	}, e.Client(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := router.NewAdmin(r, "127.0.0.1:0", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	h := &harness{t: t, e: e, r: r, http: r.Addr("http"), tls: r.Addr("https"), ssh: r.Addr("ssh")}
+	go func() { _ = admin.Run(ctx) }()
+	h := &harness{t: t, e: e, r: r, http: r.Addr("http"), tls: r.Addr("https"), ssh: r.Addr("ssh"), health: admin.Addr()}
 	var once sync.Once
 	h.stop = func() {
 		once.Do(func() {
@@ -161,7 +167,7 @@ func TestRoutingBasics(t *testing.T) {
 	}
 	// Health endpoints.
 	for path, want := range map[string]int{"/health-check": 200, "/healthz": 200, "/metrics": 200} {
-		resp, err := http.Get("http://" + h.r.Addr("health") + path)
+		resp, err := http.Get("http://" + h.health + path)
 		if err != nil || resp.StatusCode != want {
 			t.Fatalf("GET %s: %v %v", path, resp, err)
 		}
@@ -713,7 +719,7 @@ func TestRestartUnderLoadLosesNothing(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	r2, err := router.New(router.Config{
-		HTTPAddr: old.http, HTTPSAddr: "127.0.0.1:0", SSHAddr: "", HealthAddr: "127.0.0.1:0",
+		HTTPAddr: old.http, HTTPSAddr: "127.0.0.1:0", SSHAddr: "",
 		Host: "127.0.0.2", Grace: 5 * time.Second,
 	}, e.Client(), slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -455,7 +455,7 @@ func TestUpgradeRespectsEjection(t *testing.T) {
 		t.Fatal("dead backend was not ejected")
 	}
 	connectErrors := func() string {
-		_, body := raw(t, h.r.Addr("health"), "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		_, body := raw(t, h.health, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 		for _, l := range strings.Split(body, "\n") {
 			if strings.HasPrefix(l, `router_upstream_errors_total{kind="connect"}`) {
 				return l

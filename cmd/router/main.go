@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/etcdutil"
 	"github.com/deis/dataplane/router"
@@ -18,29 +20,29 @@ func main() { os.Exit(run()) }
 // run returns the exit code, so that deferred cleanup runs before exiting.
 func run() int {
 	var (
-		common daemon.Common
-		cfg    router.Config
-		grace  string
+		common     daemon.Common
+		cfg        router.Config
+		grace      string
+		healthAddr string
 	)
 	fs := flag.NewFlagSet("router", flag.ExitOnError)
 	common.Register(fs)
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", daemon.Env("HTTP_ADDR", ":80"), "HTTP listen address; empty disables (env HTTP_ADDR)")
 	fs.StringVar(&cfg.HTTPSAddr, "https-addr", daemon.Env("HTTPS_ADDR", ":443"), "HTTPS listen address; empty disables (env HTTPS_ADDR)")
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", daemon.Env("SSH_ADDR", ":2222"), "TCP address forwarded to the builder; empty disables (env SSH_ADDR)")
-	fs.StringVar(&cfg.HealthAddr, "health-addr", daemon.Env("HEALTH_ADDR", ":9090"), "health and metrics address (env HEALTH_ADDR)")
+	fs.StringVar(&healthAddr, "health-addr", daemon.Env("HEALTH_ADDR", ":9090"), "/health-check (for load balancers), /healthz and /metrics (env HEALTH_ADDR)")
 	fs.StringVar(&grace, "grace", daemon.Env("GRACE", "30s"), "how long SIGTERM waits for in-flight requests (env GRACE)")
 	daemon.BoolVar(fs, &cfg.AccessLog, "access-log", "ACCESS_LOG", true, "write a JSON access log line per request to stdout")
 	daemon.Parse(fs, os.Args[1:], common.Validate, func() (err error) {
 		if cfg.Grace, err = daemon.ParseDuration(grace); err != nil {
 			return fmt.Errorf("--grace: %w", err)
 		}
-		if cfg.HealthAddr == "" {
+		if healthAddr == "" {
 			return fmt.Errorf("--health-addr: must not be empty")
 		}
 		return nil
 	})
 	cfg.Host = common.Host
-	cfg.APIToken = common.APIToken
 	cfg.HeaderTimeout = 30 * time.Second
 
 	log := daemon.NewLogger("router", common.LogLevel)
@@ -53,7 +55,15 @@ func run() int {
 	if err != nil {
 		daemon.Fail("router", "start", err)
 	}
+	admin, err := router.NewAdmin(r, healthAddr, common.APIToken)
+	if err != nil {
+		daemon.Fail("router", "--health-addr", err)
+	}
 	ctx, stop := daemon.SignalContext()
 	defer stop()
-	return daemon.Exit(log, r.Run(ctx))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return admin.Auth.Watch(gctx, cli) })
+	g.Go(func() error { return r.Run(gctx) })
+	return daemon.Exit(log, g.Wait())
 }
