@@ -5,26 +5,31 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
+	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/keys"
 )
 
-// handler serves the log API of docs/contract.md plus /healthz and /metrics:
+// NewAdmin binds the logger's HTTP server on addr (--http-addr): the log API
+// of docs/contract.md beside /healthz and /metrics, every request but
+// /healthz behind the API token. The caller (main) owns it and runs it
+// beside Run, with its Auth's Watch.
 //
 //	GET    /<app>?log_lines=N, /logs/<app>?log_lines=N  (default 100)
 //	GET    /logs/<app>?follow=true                      (streams new lines)
 //	DELETE /<app>, /logs/<app>
-func (l *Logger) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/healthz", l.Health)
-	if l.reg != nil {
-		mux.Handle("/metrics", l.auth.Wrap(promhttp.HandlerFor(l.reg, promhttp.HandlerOpts{})))
+func NewAdmin(l *Logger, addr string) (*daemon.Admin, error) {
+	reg := l.reg
+	if reg == nil {
+		reg = daemon.NewMetrics()
+	}
+	admin, err := daemon.NewAdmin(addr, l.Health, reg, l.auth)
+	if err != nil {
+		return nil, err
 	}
 	// Reading and deleting logs needs the API token (or loopback while none
 	// is set): app containers reach this port through the Docker bridge.
-	mux.Handle("/", l.auth.Wrap(http.HandlerFunc(l.serveLogs)))
-	return mux
+	admin.Mux.Handle("/", l.auth.Wrap(http.HandlerFunc(l.serveLogs)))
+	return admin, nil
 }
 
 func (l *Logger) serveLogs(w http.ResponseWriter, r *http.Request) {

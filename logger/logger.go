@@ -45,7 +45,6 @@ type Config struct {
 	SyslogTLSAddr string // "" disables
 	TLSCert       string // PEM file paths for SyslogTLSAddr
 	TLSKey        string
-	HTTPAddr      string // ":8088": log API, /healthz, /metrics
 	Host          string // announced as /deis/logs/host
 	LogRoot       string // file adapter root
 	RotateBytes   int64
@@ -81,7 +80,6 @@ type Logger struct {
 
 	tcp, tlsLn net.Listener
 	udp        net.PacketConn
-	httpLn     net.Listener
 	auth       *daemon.Auth
 	cert       atomic.Pointer[tls.Certificate] // of the syslog TLS listener
 	limits     connLimits
@@ -166,15 +164,15 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger, reg *prometheus.Reg
 			return nil, fmt.Errorf("syslog TLS listener on %s: %w", cfg.SyslogTLSAddr, err)
 		}
 	}
-	if l.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		l.closeListeners()
-		return nil, fmt.Errorf("http listener on %s: %w", cfg.HTTPAddr, err)
-	}
 	return l, nil
 }
 
+// Close releases the listeners of a logger that will not Run (Run closes
+// them itself when it stops).
+func (l *Logger) Close() { l.closeListeners() }
+
 func (l *Logger) closeListeners() {
-	for _, c := range []io.Closer{l.tcp, l.tlsLn, l.httpLn} {
+	for _, c := range []io.Closer{l.tcp, l.tlsLn} {
 		if c != nil && !isNilListener(c) {
 			_ = c.Close()
 		}
@@ -189,7 +187,7 @@ func isNilListener(c io.Closer) bool {
 	return ok && ln == nil
 }
 
-// Addr returns a bound address: "syslog" (TCP and UDP), "tls", "http".
+// Addr returns a bound address: "syslog" (TCP and UDP), "tls".
 func (l *Logger) Addr(name string) string {
 	switch name {
 	case "syslog":
@@ -200,8 +198,6 @@ func (l *Logger) Addr(name string) string {
 		if l.tlsLn != nil {
 			return l.tlsLn.Addr().String()
 		}
-	case "http":
-		return l.httpLn.Addr().String()
 	}
 	return ""
 }
@@ -212,9 +208,6 @@ func (l *Logger) Store() *store.Switch { return l.store }
 // Run serves until ctx ends.
 func (l *Logger) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	srv := daemon.NewServer(l.handler())
-	wg.Go(func() { _ = l.auth.Watch(ctx, l.etcd) })
-	wg.Go(func() { _ = srv.Serve(l.httpLn) })
 	wg.Go(func() { l.acceptLoop(ctx, l.tcp, "tcp") })
 	if l.tlsLn != nil {
 		wg.Go(func() { l.acceptLoop(ctx, l.tlsLn, "tls") })
@@ -237,10 +230,7 @@ func (l *Logger) Run(ctx context.Context) error {
 	<-ctx.Done()
 	stopAnn()
 	l.closeListeners()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_ = srv.Shutdown(sctx)
-	cancel()
-	l.hub.Close()
+	l.hub.Close() // live followers end, so the API server's shutdown does not wait on them
 	wg.Wait()
 	l.drains.Close() // what they hold is delivered, within the set's grace
 	_ = l.Store().Close()

@@ -26,6 +26,7 @@ import (
 type harness struct {
 	t    *testing.T
 	l    *logger.Logger
+	api  string // the HTTP API (logger.NewAdmin, as main runs it)
 	e    *testenv.Etcd
 	stop func()
 }
@@ -36,7 +37,7 @@ func start(t *testing.T, e *testenv.Etcd, root string) *harness {
 
 func startRotating(t *testing.T, e *testenv.Etcd, root string, rotateBytes int64) *harness {
 	return startWith(t, e, logger.Config{
-		SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: root,
+		SyslogAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: root,
 		RotateBytes: rotateBytes, RotateKeep: 2,
 	})
 }
@@ -47,11 +48,17 @@ func startWith(t *testing.T, e *testenv.Etcd, cfg logger.Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	admin, err := logger.NewAdmin(l, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	go func() { _ = admin.Run(ctx) }()
+	go func() { _ = admin.Auth.Watch(ctx, e.Client()) }()
 	go func() { _ = l.Run(ctx); close(done) }()
 	var once sync.Once
-	h := &harness{t: t, l: l, e: e}
+	h := &harness{t: t, l: l, api: admin.Addr(), e: e}
 	h.stop = func() {
 		once.Do(func() {
 			cancel()
@@ -68,7 +75,7 @@ func startWith(t *testing.T, e *testenv.Etcd, cfg logger.Config) *harness {
 
 func (h *harness) get(path string) (int, string) {
 	h.t.Helper()
-	resp, err := http.Get("http://" + h.l.Addr("http") + path)
+	resp, err := http.Get("http://" + h.api + path)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -140,7 +147,7 @@ func TestFramingsAndFormats(t *testing.T) {
 	if code != 200 || strings.Count(body, "\n") != 2 {
 		t.Errorf("/shop?log_lines=2: %d %q", code, body)
 	}
-	req, _ := http.NewRequest(http.MethodDelete, "http://"+h.l.Addr("http")+"/shop", nil)
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+h.api+"/shop", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 204 {
 		t.Fatalf("DELETE: %v %v", resp, err)
@@ -203,7 +210,7 @@ func TestUtilLinuxLoggerAndFollow(t *testing.T) {
 	e := testenv.StartEtcd(t)
 	h := start(t, e, t.TempDir())
 	// Follow first, then send with the real logger(1) client.
-	resp, err := http.Get("http://" + h.l.Addr("http") + "/logs/ulapp?follow=true")
+	resp, err := http.Get("http://" + h.api + "/logs/ulapp?follow=true")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +244,7 @@ func TestUtilLinuxLoggerAndFollow(t *testing.T) {
 		t.Fatalf("follow stream saw %v", got)
 	}
 	// And the real curl gets the stored lines.
-	if out, err := exec.Command("curl", "-sf", "http://"+h.l.Addr("http")+"/ulapp?log_lines=3").Output(); err != nil || strings.Count(string(out), " ulapp") != 3 {
+	if out, err := exec.Command("curl", "-sf", "http://"+h.api+"/ulapp?log_lines=3").Output(); err != nil || strings.Count(string(out), " ulapp") != 3 {
 		t.Fatalf("curl: %v %q", err, out)
 	}
 }
@@ -436,7 +443,7 @@ func TestTLSInput(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "cert.pem"), []byte(certPEM), 0o600)
 	os.WriteFile(filepath.Join(dir, "key.pem"), []byte(keyPEM), 0o600)
 	h := startWith(t, e, logger.Config{
-		SyslogAddr: "127.0.0.1:0", SyslogTLSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1",
+		SyslogAddr: "127.0.0.1:0", SyslogTLSAddr: "127.0.0.1:0", Host: "127.0.0.1",
 		TLSCert: filepath.Join(dir, "cert.pem"), TLSKey: filepath.Join(dir, "key.pem"), LogRoot: dir,
 	})
 	c, err := tls.Dial("tcp", h.l.Addr("tls"), &tls.Config{RootCAs: ca.Pool, ServerName: "127.0.0.1"})

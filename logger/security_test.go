@@ -50,7 +50,7 @@ func TestM7ConnectionLimitsAndIdleTimeout(t *testing.T) {
 	t.Parallel()
 	e := testenv.StartEtcd(t)
 	h := startWith(t, e, logger.Config{
-		SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir(),
+		SyslogAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir(),
 		MaxConns: 100, MaxConnsPerIP: 3, IdleTimeout: 2 * time.Second,
 	})
 	var held []net.Conn
@@ -129,9 +129,9 @@ func TestL10DeisV1LinesOverNewlineTCP(t *testing.T) {
 func TestLogAPINeedsTheToken(t *testing.T) {
 	t.Parallel()
 	e := testenv.StartEtcd(t)
-	h := startWith(t, e, logger.Config{SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir(), APIToken: "tok"})
+	h := startWith(t, e, logger.Config{SyslogAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir(), APIToken: "tok"})
 	do := func(method, path, token string) int {
-		req, _ := http.NewRequest(method, "http://"+h.l.Addr("http")+path, nil)
+		req, _ := http.NewRequest(method, "http://"+h.api+path, nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -169,8 +169,8 @@ func TestLogAPINeedsTheToken(t *testing.T) {
 func TestM6FollowersAreCapped(t *testing.T) {
 	t.Parallel()
 	e := testenv.StartEtcd(t)
-	h := startWith(t, e, logger.Config{SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir(), MaxFollowersPerApp: 2})
-	url := "http://" + h.l.Addr("http") + "/logs/followed?follow=true"
+	h := startWith(t, e, logger.Config{SyslogAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir(), MaxFollowersPerApp: 2})
+	url := "http://" + h.api + "/logs/followed?follow=true"
 	for i := range 2 {
 		resp, err := http.Get(url)
 		if err != nil || resp.StatusCode != 200 {
@@ -187,7 +187,7 @@ func TestM6FollowersAreCapped(t *testing.T) {
 		t.Fatalf("third follower of one app: %d, want 429", resp.StatusCode)
 	}
 	// Another app is not affected.
-	other, err := http.Get("http://" + h.l.Addr("http") + "/logs/other?follow=true")
+	other, err := http.Get("http://" + h.api + "/logs/other?follow=true")
 	if err != nil || other.StatusCode != 200 {
 		t.Fatalf("another app's follower: %v %v", other, err)
 	}

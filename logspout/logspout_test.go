@@ -52,18 +52,42 @@ func startLogspout(t *testing.T, e *testenv.Etcd, cli *docker.Client, state stri
 	return l, stop
 }
 
+// runningLogger is our real logger as its main runs it: the syslog
+// listeners and the HTTP API (api, host:port).
+type runningLogger struct {
+	*logger.Logger
+	api string
+}
+
+// runLogger starts a logger with syslog on syslogAddr and the API on
+// httpAddr (port 0: any) until stop.
+func runLogger(t *testing.T, e *testenv.Etcd, syslogAddr, httpAddr string) (lg *runningLogger, stop func(), err error) {
+	l, err := logger.New(logger.Config{SyslogAddr: syslogAddr, Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	admin, err := logger.NewAdmin(l, httpAddr)
+	if err != nil {
+		l.Close()
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = admin.Run(ctx) }()
+	go func() { _ = l.Run(ctx); close(done) }()
+	return &runningLogger{Logger: l, api: admin.Addr()}, func() { cancel(); <-done }, nil
+}
+
 // startLogger runs our real logger (memory store, room for 100,000 lines
 // per app) and announces it in etcd for logspout.
-func startLogger(t *testing.T, e *testenv.Etcd) *logger.Logger {
+func startLogger(t *testing.T, e *testenv.Etcd) *runningLogger {
 	t.Helper()
 	e.Put("/deis/logs/storageAdapterType", "memory:100000")
-	lg, err := logger.New(logger.Config{SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
+	lg, stop, err := runLogger(t, e, "127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { _ = lg.Run(ctx) }()
-	t.Cleanup(cancel)
+	t.Cleanup(stop)
 	host, port, _ := net.SplitHostPort(lg.Addr("syslog"))
 	e.Put("/deis/logs/host", host)
 	e.Put("/deis/logs/port", port)
@@ -93,8 +117,8 @@ func requireOnce(t *testing.T, seen map[string]int, n int, where string) {
 	}
 }
 
-func lines(t *testing.T, l *logger.Logger, app string) []string {
-	resp, err := http.Get("http://" + l.Addr("http") + "/logs/" + app + "?log_lines=100000")
+func lines(t *testing.T, l *runningLogger, app string) []string {
+	resp, err := http.Get("http://" + l.api + "/logs/" + app + "?log_lines=100000")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,23 +183,16 @@ func TestLoggerOutageUnderLoad(t *testing.T) {
 	e := testenv.StartEtcd(t)
 	e.Put("/deis/logs/storageAdapterType", "memory:100000")
 	syslogAddr, httpAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	startLogger := func() (*logger.Logger, func()) {
-		var lg *logger.Logger
-		var err error
+	startLogger := func() (*runningLogger, func()) {
 		for i := 0; i < 50; i++ { // the port may linger briefly after a stop
-			lg, err = logger.New(logger.Config{SyslogAddr: syslogAddr, HTTPAddr: httpAddr, Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
+			lg, stop, err := runLogger(t, e, syslogAddr, httpAddr)
 			if err == nil {
-				break
+				return lg, stop
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = lg.Run(ctx); close(done) }()
-		return lg, func() { cancel(); <-done }
+		t.Fatal("the logger could not bind its ports again")
+		return nil, nil
 	}
 	lg, stopLogger := startLogger()
 	host, port, _ := net.SplitHostPort(syslogAddr)
@@ -287,13 +304,11 @@ func TestLoggerMoves(t *testing.T) {
 	testenv.RunContainer(t, cli, docker.CreateContainerOptions{Name: app + "_v1.web.1", Config: &docker.Config{Cmd: []string{"sh", "-c", script}}})
 	testenv.Eventually(t, 20*time.Second, func() bool { return len(lines(t, first, app)) >= 200 }, "no lines at the first logger")
 	// A second logger comes up (it announces itself in etcd too).
-	second, err := logger.New(logger.Config{SyslogAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
+	second, stopSecond, err := runLogger(t, e, "127.0.0.1:0", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { _ = second.Run(ctx) }()
-	t.Cleanup(cancel)
+	t.Cleanup(stopSecond)
 	_, port, _ := net.SplitHostPort(second.Addr("syslog"))
 	e.Put("/deis/logs/port", port)
 	testenv.Eventually(t, 2*time.Second, func() bool { return len(lines(t, second, app)) > 0 }, "no line at the new logger within 2 s")

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/deis/dataplane/logger"
 	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/etcdutil"
@@ -27,6 +29,7 @@ func run() int {
 		rotate, keep, max  string
 		memLimit, appLimit string
 		idle               string
+		httpAddr           string
 	)
 	fs := flag.NewFlagSet("logger", flag.ExitOnError)
 	common.Register(fs)
@@ -34,7 +37,7 @@ func run() int {
 	fs.StringVar(&cfg.SyslogTLSAddr, "syslog-tls-addr", daemon.Env("SYSLOG_TLS_ADDR", ""), "syslog over TLS address; empty disables (env SYSLOG_TLS_ADDR)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", daemon.Env("TLS_CERT", ""), "PEM certificate file for --syslog-tls-addr (env TLS_CERT)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", daemon.Env("TLS_KEY", ""), "PEM key file for --syslog-tls-addr (env TLS_KEY)")
-	fs.StringVar(&cfg.HTTPAddr, "http-addr", daemon.Env("HTTP_ADDR", "127.0.0.1:8088"), "log API, /healthz and /metrics; loopback by default (env HTTP_ADDR)")
+	fs.StringVar(&httpAddr, "http-addr", daemon.Env("HTTP_ADDR", "127.0.0.1:8088"), "log API, /healthz and /metrics; loopback by default (env HTTP_ADDR)")
 	fs.StringVar(&cfg.LogRoot, "log-root", daemon.Env("LOG_ROOT", "/data/logs"), "directory of the file storage adapter, e.g. a CephFS mount (env LOG_ROOT)")
 	fs.StringVar(&rotate, "rotate-size", daemon.Env("ROTATE_SIZE", "100m"), "file adapter: rotate an app's file past this size (env ROTATE_SIZE)")
 	fs.StringVar(&keep, "rotate-keep", daemon.Env("ROTATE_KEEP", "5"), "file adapter: rotated files kept per app (env ROTATE_KEEP)")
@@ -100,9 +103,17 @@ func run() int {
 			l.ReopenFiles()
 		}
 	}()
+	admin, err := logger.NewAdmin(l, httpAddr)
+	if err != nil {
+		daemon.Fail("logger", "--http-addr", err)
+	}
 	daemon.OnReload(log, "syslog TLS certificate and log files", l.Reload)
 	ctx, stop := daemon.SignalContext()
 	defer stop()
-	log.Info("logger serving", "syslog", l.Addr("syslog"), "tls", l.Addr("tls"), "http", l.Addr("http"))
-	return daemon.Exit(log, l.Run(ctx))
+	log.Info("logger serving", "syslog", l.Addr("syslog"), "tls", l.Addr("tls"), "http", admin.Addr())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return admin.Auth.Watch(gctx, cli) })
+	g.Go(func() error { return l.Run(gctx) })
+	return daemon.Exit(log, g.Wait())
 }
