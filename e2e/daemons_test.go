@@ -227,8 +227,8 @@ func TestVersionFlag(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries")
 	}
-	bin := build(t, "router", "logger", "logspout", "publisher", "builder")
-	for _, name := range []string{"router", "logger", "logspout", "publisher", "builder"} {
+	bin := build(t, "router", "logger", "logspout", "publisher", "builder", "etcd", "devplane")
+	for _, name := range []string{"router", "logger", "logspout", "publisher", "builder", "etcd", "devplane"} {
 		out, err := exec.Command(filepath.Join(bin, name), "--version").CombinedOutput()
 		if err != nil || !strings.HasPrefix(string(out), name+" ") || strings.Count(string(out), "\n") != 1 {
 			t.Errorf("%s --version: %v %q", name, err, out)

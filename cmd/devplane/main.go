@@ -66,9 +66,7 @@ func run() int {
 	fs.IntVar(&pubPort, "publisher-port", 9091, "publisher health port")
 	fs.IntVar(&builderPort, "builder-port", 2223, "builder SSH port")
 	fs.IntVar(&builderHealth, "builder-health-port", 9092, "builder health port")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		return 2
-	}
+	daemon.Parse(fs, os.Args[1:]) // --version, and one line for a bad flag
 
 	if binDir == "" {
 		exe, _ := os.Executable()
