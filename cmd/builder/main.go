@@ -87,7 +87,7 @@ func run() int {
 	})
 	cfg.Host = common.Host
 	log := daemon.NewLogger("builder", common.LogLevel)
-	ecli, err := etcdutil.Connect(common.Etcd)
+	ecli, err := etcdutil.Connect(common.Etcd, etcdutil.WithTLS(common.EtcdTLS))
 	if err != nil {
 		daemon.Fail("builder", "--etcd", err)
 	}

@@ -87,7 +87,7 @@ func run() int {
 	cfg.Host = common.Host
 	cfg.APIToken = common.APIToken
 	log := daemon.NewLogger("logger", common.LogLevel)
-	cli, err := etcdutil.Connect(common.Etcd)
+	cli, err := etcdutil.Connect(common.Etcd, etcdutil.WithTLS(common.EtcdTLS))
 	if err != nil {
 		daemon.Fail("logger", "--etcd", err)
 	}

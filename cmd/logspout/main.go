@@ -67,7 +67,7 @@ func run() int {
 		}
 	}
 	log := daemon.NewLogger("logspout", common.LogLevel)
-	ecli, err := etcdutil.Connect(common.Etcd)
+	ecli, err := etcdutil.Connect(common.Etcd, etcdutil.WithTLS(common.EtcdTLS))
 	if err != nil {
 		daemon.Fail("logspout", "--etcd", err)
 	}

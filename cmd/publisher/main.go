@@ -43,7 +43,7 @@ func run() int {
 	})
 	cfg.Host = common.Host
 	log := daemon.NewLogger("publisher", common.LogLevel)
-	ecli, err := etcdutil.Connect(common.Etcd)
+	ecli, err := etcdutil.Connect(common.Etcd, etcdutil.WithTLS(common.EtcdTLS))
 	if err != nil {
 		daemon.Fail("publisher", "--etcd", err)
 	}

@@ -46,7 +46,7 @@ func run() int {
 	cfg.HeaderTimeout = 30 * time.Second
 
 	log := daemon.NewLogger("router", common.LogLevel)
-	cli, err := etcdutil.Connect(common.Etcd)
+	cli, err := etcdutil.Connect(common.Etcd, etcdutil.WithTLS(common.EtcdTLS))
 	if err != nil {
 		daemon.Fail("router", "--etcd", err)
 	}

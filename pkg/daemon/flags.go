@@ -7,6 +7,8 @@
 package daemon
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +33,11 @@ type Common struct {
 	Docker   string     // Docker engine endpoint
 	LogLevel slog.Level // minimum level logged
 	APIToken string     // shared secret of the internal HTTP APIs ("" = from etcd)
+	// EtcdTLS is the client TLS for https:// etcd endpoints (nil: plain,
+	// or the system roots for https).
+	EtcdTLS *tls.Config
+
+	etcdCA, etcdCert, etcdKey string
 
 	etcdRaw, logLevelRaw string
 }
@@ -49,6 +56,9 @@ func (c *Common) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Host, "host", Env("HOST", ""), "this host's address as published in etcd (env HOST; default first non-loopback IPv4)")
 	fs.StringVar(&c.Docker, "docker", Env("DOCKER_HOST", DefaultDocker), "Docker engine endpoint (env DOCKER_HOST)")
 	fs.StringVar(&c.APIToken, "api-token", Env("API_TOKEN", ""), "token the internal HTTP APIs and /metrics require (Authorization: Bearer); empty: etcd's "+keys.PlatformAPIToken+", and loopback clients only while none is set (env API_TOKEN)")
+	fs.StringVar(&c.etcdCA, "etcd-cacert", Env("ETCD_CACERT", ""), "PEM file of the CA that signed etcd's certificate, for https:// endpoints (env ETCD_CACERT)")
+	fs.StringVar(&c.etcdCert, "etcd-cert", Env("ETCD_CERT", ""), "PEM client certificate for etcd, with --etcd-key (env ETCD_CERT)")
+	fs.StringVar(&c.etcdKey, "etcd-key", Env("ETCD_KEY", ""), "PEM key of --etcd-cert (env ETCD_KEY)")
 	fs.StringVar(&c.logLevelRaw, "log-level", Env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 }
 
@@ -60,6 +70,9 @@ func (c *Common) Validate() error {
 		return fmt.Errorf("--etcd: %w", err)
 	}
 	c.Etcd = eps
+	if c.EtcdTLS, err = EtcdTLS(c.etcdCA, c.etcdCert, c.etcdKey); err != nil {
+		return err
+	}
 	if c.Host == "" {
 		c.Host = DefaultHost()
 	} else if strings.ContainsAny(c.Host, " /:") && net.ParseIP(c.Host) == nil {
@@ -72,6 +85,37 @@ func (c *Common) Validate() error {
 		return fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", c.logLevelRaw)
 	}
 	return nil
+}
+
+// EtcdTLS builds the etcd client's TLS from PEM files: a CA (else the
+// system roots) and an optional client certificate and key. All empty:
+// nil. The error names the flag.
+func EtcdTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" && certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cacert: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--etcd-cacert: no PEM certificate in %s", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("--etcd-cert and --etcd-key go together")
+	}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cert, --etcd-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 // ParseEndpoints splits a comma list of etcd URLs and checks each.

@@ -4,6 +4,7 @@ package etcdutil
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -15,10 +16,25 @@ import (
 	"github.com/deis/dataplane/pkg/keys"
 )
 
-// Connect returns a client for endpoints. It does not wait for etcd to be
-// up: components must start (and serve their last state) while etcd is away.
-func Connect(endpoints []string) (*clientv3.Client, error) {
-	cli, err := clientv3.New(clientv3.Config{
+// Option adjusts a connection.
+type Option func(*clientv3.Config)
+
+// WithTLS makes the client speak TLS to etcd (https:// endpoints) with cfg:
+// the CA that signed etcd's certificate and, for client-certificate
+// authentication, the client's own. A nil cfg changes nothing.
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *clientv3.Config) {
+		if cfg != nil {
+			c.TLS = cfg
+		}
+	}
+}
+
+// Connect returns a client for endpoints (several: the client fails over
+// between them when one member dies). It does not wait for etcd to be up:
+// components must start (and serve their last state) while etcd is away.
+func Connect(endpoints []string, opts ...Option) (*clientv3.Client, error) {
+	cfg := clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 2 * time.Second,
 		// etcd refuses pings closer than 5 s, and pings on a connection
@@ -40,7 +56,11 @@ func Connect(endpoints []string) (*clientv3.Client, error) {
 			},
 			MinConnectTimeout: time.Second,
 		})},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}

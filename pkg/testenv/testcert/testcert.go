@@ -60,15 +60,22 @@ func (ca *CA) IssueIP(t testing.TB, ip string) (certPEM, keyPEM string) {
 	return ca.issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: ip}, IPAddresses: []net.IP{net.ParseIP(ip)}})
 }
 
+// IssueClient signs a client certificate for cn (TLS client authentication).
+func (ca *CA) IssueClient(t testing.TB, cn string) (certPEM, keyPEM string) {
+	return ca.issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: cn}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+}
+
 // issue signs tmpl (names filled in by the caller) as a server certificate
-// valid for an hour.
+// valid for an hour, unless tmpl says what it is for.
 func (ca *CA) issue(t testing.TB, tmpl *x509.Certificate) (certPEM, keyPEM string) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl.SerialNumber, _ = rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	if len(tmpl.ExtKeyUsage) == 0 {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
 		t.Fatal(err)
