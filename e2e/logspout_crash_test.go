@@ -32,7 +32,8 @@ func TestLogspoutSurvivesSIGKILL(t *testing.T) {
 	// The file store keeps what the first logger stored across its restart.
 	e.Put("/deis/logs/storageAdapterType", "file")
 	logRoot := t.TempDir()
-	syslogAddr, httpAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	// On an address of its own: the logger leaves its ports while stopped.
+	syslogAddr, httpAddr := testenv.FreeAddrOn(t, "127.0.0.73"), testenv.FreeAddrOn(t, "127.0.0.73")
 	host, port, _ := net.SplitHostPort(syslogAddr)
 	e.Put("/deis/logs/host", host)
 	e.Put("/deis/logs/port", port)
@@ -48,7 +49,7 @@ func TestLogspoutSurvivesSIGKILL(t *testing.T) {
 		return cmd
 	}
 	startLogger := func() *exec.Cmd {
-		cmd := run("logger", "--syslog-addr", syslogAddr, "--http-addr", httpAddr, "--log-root", logRoot)
+		cmd := run("logger", "--syslog-addr", syslogAddr, "--http-addr", httpAddr, "--log-root", logRoot, "--host", host)
 		waitHTTP(t, "http://"+httpAddr+"/healthz", 200)
 		return cmd
 	}

@@ -318,7 +318,7 @@ func TestDrainOutage(t *testing.T) {
 	t.Parallel()
 	e := testenv.StartEtcd(t)
 	h := start(t, e, t.TempDir())
-	plainAddr := testenv.FreeAddr(t)
+	plainAddr := testenv.FreeAddrOn(t, "127.0.0.72") // its own: the sink leaves its port for 10 s
 	plain := newSink(t, plainAddr, nil)
 	e.Put("/deis/logs/drain", "syslog+tcp://"+plainAddr)
 	c := dialTCP(t, h.l.Addr("syslog"))

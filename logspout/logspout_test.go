@@ -62,7 +62,8 @@ type runningLogger struct {
 // runLogger starts a logger with syslog on syslogAddr and the API on
 // httpAddr (port 0: any) until stop.
 func runLogger(t *testing.T, e *testenv.Etcd, syslogAddr, httpAddr string) (lg *runningLogger, stop func(), err error) {
-	l, err := logger.New(logger.Config{SyslogAddr: syslogAddr, Host: "127.0.0.1", LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
+	host, _, _ := net.SplitHostPort(syslogAddr) // announced as /deis/logs/host
+	l, err := logger.New(logger.Config{SyslogAddr: syslogAddr, Host: host, LogRoot: t.TempDir()}, e.Client(), slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -182,7 +183,8 @@ func TestLoggerOutageUnderLoad(t *testing.T) {
 	cli := testenv.Docker(t)
 	e := testenv.StartEtcd(t)
 	e.Put("/deis/logs/storageAdapterType", "memory:100000")
-	syslogAddr, httpAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	// On an address of its own: the logger leaves its ports for 10 s.
+	syslogAddr, httpAddr := testenv.FreeAddrOn(t, "127.0.0.71"), testenv.FreeAddrOn(t, "127.0.0.71")
 	startLogger := func() (*runningLogger, func()) {
 		for i := 0; i < 50; i++ { // the port may linger briefly after a stop
 			lg, stop, err := runLogger(t, e, syslogAddr, httpAddr)

@@ -157,7 +157,16 @@ func (e *Etcd) Compact() {
 // FreeAddr returns a 127.0.0.1:port that was free when asked.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return FreeAddrOn(t, "127.0.0.1")
+}
+
+// FreeAddrOn is FreeAddr on another loopback address (127.0.0.0/8). A test
+// that stops a server and starts it again on the same port uses one of its
+// own: between the two, a parallel test binding 127.0.0.1:0, or Docker
+// publishing a container there, could take the port.
+func FreeAddrOn(t testing.TB, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatalf("find free port: %v", err)
 	}
