@@ -138,7 +138,10 @@ func (l *Logspout) Run(ctx context.Context) error {
 	wg.Go(func() { _ = watcher.Run(ctx) })
 	loggerRoute := sender.NewSet(sendCtx)
 	wg.Go(func() { l.followLogger(ctx, loggerRoute, watcher) })
-	wg.Go(func() { _ = l.events.Run(ctx) })
+	// The event watcher starts followers (l.wg.Go): it ends before
+	// l.wg.Wait, since a WaitGroup must not grow while it is waited on.
+	var events sync.WaitGroup
+	events.Go(func() { _ = l.events.Run(ctx) })
 	l.saveLastRun()
 	wg.Go(func() {
 		t := time.NewTicker(500 * time.Millisecond)
@@ -162,6 +165,7 @@ func (l *Logspout) Run(ctx context.Context) error {
 	})
 	<-ctx.Done()
 	l.hub.Close() // /logs followers end with logspout
+	events.Wait()
 	l.wg.Wait()
 	// What is queued (and so counted in the cursors) is delivered, for a
 	// while; the rest stays unacknowledged and is sent after a restart.

@@ -134,10 +134,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 		break
 	}
-	wg.Go(func() { _ = p.events.Run(ctx) })
-	wg.Go(func() { p.healthLoop(ctx) })
-	wg.Go(func() { p.reconcileLoop(ctx) })
+	// The loops that start trackers (p.wg.Go) end before p.wg.Wait: a
+	// WaitGroup must not grow while it is waited on.
+	var feeders sync.WaitGroup
+	feeders.Go(func() { _ = p.events.Run(ctx) })
+	feeders.Go(func() { p.healthLoop(ctx) })
+	feeders.Go(func() { p.reconcileLoop(ctx) })
 	<-ctx.Done()
+	feeders.Wait()
 	p.mu.Lock()
 	for _, c := range p.tracked {
 		c.cancel()
