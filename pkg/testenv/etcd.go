@@ -6,11 +6,14 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,17 +43,37 @@ func StartEtcd(t testing.TB) *Etcd {
 		t.Skip("needs etcd: skipped by -short")
 	}
 	e := &Etcd{t: t, dir: t.TempDir()}
-	e.client = url.URL{Scheme: "http", Host: FreeAddr(t)}
-	e.peer = url.URL{Scheme: "http", Host: FreeAddr(t)}
-	e.Endpoint = e.client.String()
-	if err := e.start(); err != nil {
+	// FreeAddr's ports are free when chosen; a parallel test (or Docker
+	// publishing a container) may take one before etcd binds it: then
+	// choose again. Restarts keep the ports (the Endpoint stays).
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		e.client = url.URL{Scheme: "http", Host: FreeAddr(t)}
+		e.peer = url.URL{Scheme: "http", Host: FreeAddr(t)}
+		e.Endpoint = e.client.String()
+		if err = e.startOnce(); err == nil || !addrInUse(err) {
+			break
+		}
+		e.dir = t.TempDir() // a fresh data directory for the next try
+	}
+	if err != nil {
 		t.Fatalf("start embedded etcd: %v", err)
 	}
 	t.Cleanup(e.Stop)
 	return e
 }
 
-func (e *Etcd) start() error {
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+func (e *Etcd) start() error { return e.startWithin(10 * time.Second) }
+
+func (e *Etcd) startOnce() error { return e.startWithin(0) }
+
+// startWithin starts etcd, retrying a bind that fails for up to retry
+// (after a restart the old socket can linger briefly).
+func (e *Etcd) startWithin(retry time.Duration) error {
 	cfg := embed.NewConfig()
 	cfg.Name = "test"
 	cfg.Dir = e.dir
@@ -65,9 +88,7 @@ func (e *Etcd) start() error {
 		srv *embed.Etcd
 		err error
 	)
-	// The ports were free a moment ago; after a restart the old socket can
-	// linger briefly, so retry for a bounded time.
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	for deadline := time.Now().Add(retry); ; {
 		srv, err = embed.StartEtcd(cfg)
 		if err == nil || time.Now().After(deadline) {
 			break
