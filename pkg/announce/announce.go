@@ -39,6 +39,8 @@ type Announcer struct {
 	lease   clientv3.LeaseID // 0 while none
 	lastErr error
 	onLease []func()
+	// keepOnExit leaves the keys to expire with the lease on shutdown.
+	keepOnExit bool
 
 	// Grants counts leases granted (the first, plus one per loss); tests
 	// and metrics read it.
@@ -80,6 +82,33 @@ func (a *Announcer) Put(ctx context.Context, key, value string) error {
 		return fmt.Errorf("announce %s: %w", key, err)
 	}
 	return nil
+}
+
+// PutWith is Put with more operations committed in the same transaction
+// (the agent marks a unit draining and deletes its route in one step). The
+// extra operations are not remembered: only key is rewritten on a new lease.
+func (a *Announcer) PutWith(ctx context.Context, key, value string, ops ...clientv3.Op) error {
+	a.mu.Lock()
+	a.desired[key] = value
+	lease := a.lease
+	a.mu.Unlock()
+	if lease == 0 {
+		return ErrNoLease
+	}
+	all := append([]clientv3.Op{clientv3.OpPut(key, value, clientv3.WithLease(lease))}, ops...)
+	if _, err := a.cli.Txn(ctx).Then(all...).Commit(); err != nil {
+		return fmt.Errorf("announce %s: %w", key, err)
+	}
+	return nil
+}
+
+// KeepOnExit makes Run leave the keys on shutdown, to expire with the lease
+// TTL, instead of revoking it: an agent restarted within the TTL (an
+// upgrade) is not taken for a dead host.
+func (a *Announcer) KeepOnExit() {
+	a.mu.Lock()
+	a.keepOnExit = true
+	a.mu.Unlock()
 }
 
 // Delete forgets key and deletes it from etcd now.
@@ -218,7 +247,11 @@ func (a *Announcer) revoke() {
 	a.mu.Lock()
 	lease := a.lease
 	a.lease = 0
+	keep := a.keepOnExit
 	a.mu.Unlock()
+	if keep {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if lease != 0 {
