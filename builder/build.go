@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,19 +22,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/pkg/release"
 )
 
 // Release is /deis/apps/<app>/releases/v<N>.
-type Release struct {
-	Version  int               `json:"version"`
-	Image    string            `json:"image"`
-	Procfile map[string]string `json:"procfile"`
-	Config   map[string]string `json:"config"`
-	SHA      string            `json:"sha"`
-	User     string            `json:"user"`
-	Created  time.Time         `json:"created"`
-	Summary  string            `json:"summary"`
-}
+type Release = release.Release
 
 // push is one git-receive-pack in progress.
 type push struct {
@@ -77,7 +68,11 @@ func (p *push) onHook(req *hookRequest, out io.Writer) int {
 	start := time.Now()
 	kind, version, err := p.build(req, sha, out)
 	if err != nil {
-		fmt.Fprintf(out, "\n!      build failed: %v\n", err)
+		if causeOf(err) == "deploy" {
+			fmt.Fprintf(out, "\n!      push failed: %v\n", err)
+		} else {
+			fmt.Fprintf(out, "\n!      build failed: %v\n", err)
+		}
 		if kerr := p.keepObjects(req, sha); kerr != nil {
 			p.b.log.Warn("could not keep the objects of a failed push", "app", p.app, "err", kerr)
 		}
@@ -184,18 +179,14 @@ func (p *push) build(req *hookRequest, sha string, out io.Writer) (kind string, 
 		}
 	}
 	fmt.Fprintln(out, "-----> Releasing")
-	rel, err := p.release(ctx, releaseImage, procfile, sha)
+	rel, rev, err := p.release(ctx, releaseImage, procfile, sha)
 	if err != nil {
 		return "", 0, step("release", err)
 	}
-	domain := p.platformDomain(ctx)
-	fmt.Fprintf(out, "done, %s:v%d deployed\n", p.app, rel.Version)
-	if domain != "" {
-		fmt.Fprintf(out, "       http://%s.%s\n", p.app, domain)
-	} else {
-		fmt.Fprintf(out, "       (no URL: %s is not set)\n", keys.PlatformDomain)
-	}
 	p.prune(ctx)
+	if err := p.awaitDeploy(rel.Version, rev, out); err != nil {
+		return "", rel.Version, step("deploy", err)
+	}
 	return kind, rel.Version, nil
 }
 
@@ -332,45 +323,35 @@ func (p *push) platformDomain(ctx context.Context) string {
 	return strings.TrimSpace(string(resp.Kvs[0].Value))
 }
 
-// release writes v<N+1> and moves /deis/apps/<app>/release to it in one
-// transaction that only succeeds if nobody released meanwhile; otherwise
-// it reads again and retries.
-func (p *push) release(ctx context.Context, image string, procfile map[string]string, sha string) (*Release, error) {
-	cur := keys.AppCurrentRelease(p.app)
-	for attempt := 0; attempt < 20; attempt++ {
-		resp, err := p.b.etcd.Txn(ctx).Then(clientv3.OpGet(cur), clientv3.OpGet(keys.ConfigPrefixFor(p.app), clientv3.WithPrefix())).Commit()
-		if err != nil {
-			return nil, fmt.Errorf("read the current release: %w", err)
+// release writes the next release (max existing + 1) with the pushed image
+// and Procfile, the live config, and the memory, CPU and tags of the current
+// release, and points release at it, in one transaction (pkg/release).
+func (p *push) release(ctx context.Context, image string, procfile map[string]string, sha string) (*Release, int64, error) {
+	var rev int64
+	rel, err := release.Write(ctx, p.b.etcd, p.app, func(cur *release.Release, config map[string]string) (*release.Release, error) {
+		r := &Release{Image: image, Procfile: procfile, Config: config, SHA: sha, User: p.user,
+			Created: time.Now().UTC(), Summary: fmt.Sprintf("%s deployed %s", p.user, sha[:min(7, len(sha))])}
+		if cur != nil {
+			r.Memory, r.CPU, r.Tags = cur.Memory, cur.CPU, cur.Tags
 		}
-		n, rev := 0, int64(0)
-		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			rev = kvs[0].ModRevision
-			if n, err = strconv.Atoi(strings.TrimSpace(string(kvs[0].Value))); err != nil || n < 0 {
-				return nil, fmt.Errorf("%s holds %q, not a release number", cur, kvs[0].Value)
-			}
-		}
-		config := map[string]string{}
-		for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
-			name := strings.TrimPrefix(string(kv.Key), keys.ConfigPrefixFor(p.app))
-			config[strings.ToUpper(name)] = string(kv.Value)
-		}
-		rel := &Release{Version: n + 1, Image: image, Procfile: procfile, Config: config, SHA: sha, User: p.user,
-			Created: time.Now().UTC(), Summary: fmt.Sprintf("%s deployed %s", p.user, sha[:8])}
-		data, _ := json.Marshal(rel)
-		next := keys.AppRelease(p.app, rel.Version)
-		tx, err := p.b.etcd.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(cur), "=", rev), clientv3.Compare(clientv3.CreateRevision(next), "=", 0)).
-			Then(clientv3.OpPut(next, string(data)), clientv3.OpPut(cur, strconv.Itoa(rel.Version))).
-			Commit()
-		if err != nil {
-			return nil, fmt.Errorf("write the release: %w", err)
-		}
-		if tx.Succeeded {
-			return rel, nil
-		}
-		// Another release landed between read and write: read again.
+		return r, nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
-	return nil, errors.New("write the release: the app kept changing; gave up after 20 attempts")
+	// The revision the release landed at: the deploy record that covers it
+	// has a rev at least this.
+	resp, err := p.b.etcd.Get(ctx, keys.AppCurrentRelease(p.app))
+	if err != nil {
+		return nil, 0, fmt.Errorf("read back release v%d: %w", rel.Version, err)
+	}
+	rev = resp.Header.Revision
+	for _, kv := range resp.Kvs {
+		if string(kv.Value) == fmt.Sprint(rel.Version) {
+			rev = kv.ModRevision
+		}
+	}
+	return rel, rev, nil
 }
 
 // prune removes this app's build images not used by its last

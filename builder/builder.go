@@ -45,6 +45,10 @@ type Config struct {
 	LockTTL      time.Duration // lease of the push lock (10s): how long a dead builder's lock lingers
 	AnnounceTTL  time.Duration // lease of /deis/builder/host,port (20s)
 	BuildTimeout time.Duration // longest build (30m)
+	// DeployTimeout is how long a push waits for the scheduler to deploy
+	// the release it wrote (10m); negative: do not wait (a builder without
+	// a control plane, and the builder's own tests).
+	DeployTimeout time.Duration
 	// LoginGrace and MaxUnauthenticated bound connections that have not
 	// authenticated yet (30s, 64): see DefaultLoginGrace.
 	LoginGrace         time.Duration
@@ -114,6 +118,9 @@ func New(ctx context.Context, cfg Config, ecli *clientv3.Client, dcli *docker.Cl
 	}
 	if cfg.AnnounceTTL <= 0 {
 		cfg.AnnounceTTL = 20 * time.Second
+	}
+	if cfg.DeployTimeout == 0 {
+		cfg.DeployTimeout = 10 * time.Minute
 	}
 	if cfg.BuildTimeout <= 0 {
 		cfg.BuildTimeout = 30 * time.Minute

@@ -73,6 +73,7 @@ func start(t *testing.T, opts ...func(*builder.Config)) *env {
 	cfg := builder.Config{
 		SSHAddr: "127.0.0.1:0", Host: "127.0.0.1", RepoRoot: filepath.Join(dir, "repos"),
 		StackImage: testenv.BusyboxImage, HookBin: hookBin, LockTTL: 3 * time.Second,
+		DeployTimeout: -1, // no control plane here: the scheduler tests cover deploys
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -232,7 +233,7 @@ func TestDockerfileAndStackApps(t *testing.T) {
 	v.e.Put(keys.Config(web, "GREETING"), "hello")
 	dir := v.repo(map[string]string{"Dockerfile": "FROM " + testenv.BusyboxImage + "\nCOPY . /app\nRUN echo built-in-docker\nCMD [\"sh\", \"-c\", \"echo hi\"]\n"})
 	out := v.git(dir, key, "push", v.remote(web), "master")
-	for _, want := range []string{"remote: -----> Building Docker image " + web + ":git-", "built-in-docker", "done, " + web + ":v1 deployed", "http://" + web + ".example.test"} {
+	for _, want := range []string{"remote: -----> Building Docker image " + web + ":git-", "built-in-docker", "done, " + web + ":v1 released", "http://" + web + ".example.test"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("push output lacks %q:\n%s", want, out)
 		}
@@ -247,7 +248,7 @@ func TestDockerfileAndStackApps(t *testing.T) {
 	}
 	v.commit(dir, map[string]string{"Procfile": "web: sh -c 'echo web'\nclock: echo tick: tock\n"}, "procfile")
 	out = v.git(dir, key, "push", v.remote(web), "master")
-	if !strings.Contains(out, "done, "+web+":v2 deployed") || v.current(web) != "2" {
+	if !strings.Contains(out, "done, "+web+":v2 released") || v.current(web) != "2" {
 		t.Fatalf("second push: current release %q, output:\n%s", v.current(web), out)
 	}
 	if r2 := v.release(web, 2); r2 == nil || r2.Procfile["web"] != "sh -c 'echo web'" || r2.Procfile["clock"] != "echo tick: tock" {
@@ -264,7 +265,7 @@ func TestDockerfileAndStackApps(t *testing.T) {
 	v.app(stack, "alice")
 	sdir := v.repo(map[string]string{"Procfile": "web: httpd -f -p 5000\nworker: sleep 1000\n", "index.html": "stack app\n"})
 	out = v.git(sdir, key, "push", v.remote(stack), "master")
-	if !strings.Contains(out, "on the stack image "+testenv.BusyboxImage) || !strings.Contains(out, "done, "+stack+":v1 deployed") {
+	if !strings.Contains(out, "on the stack image "+testenv.BusyboxImage) || !strings.Contains(out, "done, "+stack+":v1 released") {
 		t.Fatalf("stack push output:\n%s", out)
 	}
 	r := v.release(stack, 1)
@@ -279,7 +280,7 @@ func TestDockerfileAndStackApps(t *testing.T) {
 		t.Fatalf("stack image cmd %q, workdir %q", got, img.Config.WorkingDir)
 	}
 	v.commit(sdir, map[string]string{"index.html": "v2\n"}, "two")
-	if out := v.git(sdir, key, "push", v.remote(stack), "master"); !strings.Contains(out, "done, "+stack+":v2 deployed") {
+	if out := v.git(sdir, key, "push", v.remote(stack), "master"); !strings.Contains(out, "done, "+stack+":v2 released") {
 		t.Fatalf("second stack push:\n%s", out)
 	}
 }
@@ -348,7 +349,7 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("admin push (dry run): %v\n%s", err, out)
 	}
 	// A collaborator may push.
-	if out, err := v.gitErr(dir, carol, "push", v.remote(app), "master"); err != nil || !strings.Contains(out, "v1 deployed") {
+	if out, err := v.gitErr(dir, carol, "push", v.remote(app), "master"); err != nil || !strings.Contains(out, "v1 released") {
 		t.Fatalf("collaborator push: %v\n%s", err, out)
 	}
 	// A failing build: the cause is printed, git fails, no release is
@@ -399,10 +400,10 @@ func TestPushLock(t *testing.T) {
 		t.Fatalf("second push: err=%v, want a refusal naming the lock holder:\n%s", err, out)
 	}
 	wg.Wait()
-	if firstErr != nil || !strings.Contains(firstOut, a+":v1 deployed") {
+	if firstErr != nil || !strings.Contains(firstOut, a+":v1 released") {
 		t.Fatalf("first push: %v\n%s", firstErr, firstOut)
 	}
-	if otherErr != nil || !strings.Contains(otherOut, other+":v1 deployed") {
+	if otherErr != nil || !strings.Contains(otherOut, other+":v1 released") {
 		t.Fatalf("parallel push to another app: %v\n%s", otherErr, otherOut)
 	}
 	if lockHeld() {
@@ -425,7 +426,7 @@ func TestPushLock(t *testing.T) {
 	if v.current(a) != "1" {
 		t.Fatalf("a killed push released: current %q", v.current(a))
 	}
-	if out, err := v.gitErr(dirA2, alice, "push", "--force", v.remote(a), "master"); err != nil || !strings.Contains(out, a+":v2 deployed") {
+	if out, err := v.gitErr(dirA2, alice, "push", "--force", v.remote(a), "master"); err != nil || !strings.Contains(out, a+":v2 released") {
 		t.Fatalf("push after the killed one: %v\n%s", err, out)
 	}
 }
@@ -461,7 +462,7 @@ func TestPushThroughRouter(t *testing.T) {
 		out, err = v.gitErr(dir, alice, "push", remote, "master")
 		return err == nil
 	}, "push through the router failed: %v", err)
-	if !strings.Contains(out, app+":v1 deployed") {
+	if !strings.Contains(out, app+":v1 released") {
 		t.Fatalf("push through the router:\n%s", out)
 	}
 }
@@ -509,7 +510,7 @@ func TestRegistryAndPrune(t *testing.T) {
 			v.commit(dir, map[string]string{"n": fmt.Sprint(i)}, "next")
 		}
 		out := v.git(dir, alice, "push", v.remote(app), "master")
-		if !strings.Contains(out, fmt.Sprintf("%s:v%d deployed", app, i)) || !strings.Contains(out, "Pushing to the registry "+regAddr) {
+		if !strings.Contains(out, fmt.Sprintf("%s:v%d released", app, i)) || !strings.Contains(out, "Pushing to the registry "+regAddr) {
 			t.Fatalf("push %d:\n%s", i, out)
 		}
 		shas = append(shas, strings.TrimSpace(v.git(dir, "", "rev-parse", "HEAD"))[:8])

@@ -24,7 +24,7 @@ func TestConcurrentReleasesRetry(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			p := &push{b: b, app: "app", user: "u", ctx: context.Background()}
-			rel, err := p.release(context.Background(), "app:git-0123abcd", map[string]string{"web": "x"}, "0123abcd0123abcd0123abcd0123abcd0123abcd")
+			rel, _, err := p.release(context.Background(), "app:git-0123abcd", map[string]string{"web": "x"}, "0123abcd0123abcd0123abcd0123abcd0123abcd")
 			if err != nil {
 				t.Error(err)
 				return

@@ -7,6 +7,7 @@ package publisher
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"github.com/deis/dataplane/pkg/etcdwatch"
 	"github.com/deis/dataplane/pkg/health"
 	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/pkg/unit"
 )
 
 // Config holds the publisher's settings.
@@ -47,7 +49,9 @@ type Publisher struct {
 	etcd   *clientv3.Client
 	log    *slog.Logger
 	ann    *announce.Announcer
-	view   *etcdwatch.Watcher // /deis/services/ and /deis/config/: version gating, health URLs
+	// view mirrors /deis/services/ and /deis/config/ (version gating, health
+	// URLs) and this host's unit assignments and statuses (agent units).
+	view *etcdwatch.Watcher
 	events *dockerx.Watcher
 	Health *health.Registry
 	reg    prometheus.Registerer
@@ -77,6 +81,9 @@ type container struct {
 	started time.Time
 	cancel  context.CancelFunc
 	ready   bool // key written
+	// agent: run by an agent (label io.deis.host = this host), so published
+	// only while its unit is assigned here and not retiring.
+	agent bool
 }
 
 // New returns a publisher. reg receives its metrics.
@@ -93,7 +100,8 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 	p := &Publisher{
 		cfg: cfg, docker: dcli, etcd: ecli, log: log, reg: reg,
 		ann:     announce.New(ecli, cfg.TTL, log),
-		view:    etcdwatch.New(ecli, []string{keys.ServicesPrefix, keys.ConfigPrefix}, etcdwatch.Options{Logger: log}),
+		view: etcdwatch.New(ecli, []string{keys.ServicesPrefix, keys.ConfigPrefix,
+			keys.UnitsHostPrefix(cfg.Host), keys.StatusHostPrefix(cfg.Host)}, etcdwatch.Options{Logger: log}),
 		Health:  &health.Registry{},
 		tracked: make(map[string]*container),
 		noPort:  make(map[string]bool),
@@ -140,6 +148,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	feeders.Go(func() { _ = p.events.Run(ctx) })
 	feeders.Go(func() { p.healthLoop(ctx) })
 	feeders.Go(func() { p.reconcileLoop(ctx) })
+	feeders.Go(func() { p.assignmentLoop(ctx) })
 	<-ctx.Done()
 	feeders.Wait()
 	p.mu.Lock()
@@ -283,6 +292,10 @@ func (p *Publisher) track(ctx context.Context, id string, started time.Time) {
 	if !name.Routable() {
 		return
 	}
+	host, byAgent := labels[keys.LabelHost]
+	if byAgent && host != p.cfg.Host {
+		return // another (simulated) host's agent runs it
+	}
 	port, err := publicPort(info, labels)
 	if err != nil {
 		p.mu.Lock()
@@ -296,7 +309,7 @@ func (p *Publisher) track(ctx context.Context, id string, started time.Time) {
 	}
 	addr := net.JoinHostPort(p.cfg.Host, strconv.Itoa(port))
 	cctx, cancel := context.WithCancel(ctx)
-	c := &container{id: id, name: name, key: keys.Service(name.App, name.String()), addr: addr, started: started, cancel: cancel}
+	c := &container{id: id, name: name, key: keys.Service(name.App, name.String()), addr: addr, started: started, cancel: cancel, agent: byAgent}
 	p.mu.Lock()
 	if old := p.tracked[id]; old != nil {
 		if old.addr == addr {
@@ -352,7 +365,13 @@ func (p *Publisher) publishWhenReady(ctx context.Context, c *container) {
 	if !p.waitHealthURL(ctx, c) {
 		return
 	}
-	if newest := p.newestPublished(c.name.App); newest > c.name.Version {
+	if c.agent {
+		// The scheduler decides which release serves; the version gate would
+		// block its surge-first return to the previous release.
+		if !p.waitAssigned(ctx, c) {
+			return
+		}
+	} else if newest := p.newestPublished(c.name.App); newest > c.name.Version {
 		p.skippedVersion.Inc()
 		p.log.Info("not publishing an older release", "container", c.name.String(), "newest_published", newest)
 		return
@@ -574,4 +593,62 @@ func publicPort(info *docker.Container, labels map[string]string) (int, error) {
 		return 0, fmt.Errorf("label %s=%d is not a published port", keys.LabelPort, n)
 	}
 	return all[0].host, nil
+}
+
+// assigned reports whether an agent's container may be routed: its unit is
+// assigned to this host and its status is not draining or stopping.
+func (p *Publisher) assigned(name keys.ContainerName) bool {
+	snap := p.view.Snapshot()
+	if snap == nil {
+		return false
+	}
+	if _, ok := snap.Get(keys.Unit(p.cfg.Host, name.String())); !ok {
+		return false
+	}
+	if v, ok := snap.Get(keys.Status(p.cfg.Host, name.String())); ok {
+		var st unit.Status
+		if json.Unmarshal([]byte(v), &st) == nil && st.Retiring() {
+			return false
+		}
+	}
+	return true
+}
+
+// waitAssigned waits until an agent's container may be routed, or ctx ends.
+func (p *Publisher) waitAssigned(ctx context.Context, c *container) bool {
+	t := time.NewTicker(p.cfg.PollInterval)
+	defer t.Stop()
+	for !p.assigned(c.name) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return ctx.Err() == nil
+}
+
+// assignmentLoop unpublishes an agent's container the moment its unit is
+// no longer assigned here or starts draining, so that no new request
+// reaches a container about to stop, also across a lease renewal (the
+// announcer would otherwise write its key again).
+func (p *Publisher) assignmentLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.view.Updates():
+		}
+		p.mu.Lock()
+		var retiring []string
+		for id, c := range p.tracked {
+			if c.agent && !p.assigned(c.name) {
+				retiring = append(retiring, id)
+			}
+		}
+		p.mu.Unlock()
+		for _, id := range retiring {
+			p.untrack(ctx, id, "unit retiring or no longer assigned to this host")
+		}
+	}
 }

@@ -32,6 +32,7 @@ func run() int {
 	var (
 		common     daemon.Common
 		cfg        builder.Config
+		deployWait string
 		healthAddr string
 		keep       string
 		keepAlive  string
@@ -54,6 +55,7 @@ func run() int {
 	fs.StringVar(&pushSize, "max-push-size", daemon.Env("MAX_PUSH_SIZE", "500m"), "largest push git accepts (receive.maxInputSize); 0 = no limit (env MAX_PUSH_SIZE)")
 	fs.StringVar(&buildMem, "build-memory", daemon.Env("BUILD_MEMORY", "2g"), "memory limit of each build; 0 = none (env BUILD_MEMORY)")
 	fs.Float64Var(&cfg.BuildCPUs, "build-cpus", 2, "CPU limit of each build, in cores; 0 = none")
+	fs.StringVar(&deployWait, "deploy-timeout", daemon.Env("DEPLOY_TIMEOUT", "10m"), "how long a push waits for the scheduler to deploy its release; 0 = do not wait (env DEPLOY_TIMEOUT)")
 	daemon.Parse(fs, os.Args[1:], common.Validate, func() error {
 		var err error
 		if cfg.LoginGrace, err = daemon.ParseDuration(grace); err != nil || cfg.LoginGrace < time.Second {
@@ -67,6 +69,12 @@ func run() int {
 		}
 		if cfg.BuildMemory, err = units.ParseSize(buildMem); err != nil || (cfg.BuildMemory != 0 && cfg.BuildMemory < 6<<20) {
 			return fmt.Errorf("--build-memory: %q must be a size of at least 6m, or 0", buildMem)
+		}
+		if cfg.DeployTimeout, err = daemon.ParseDuration(deployWait); err != nil || cfg.DeployTimeout < 0 {
+			return fmt.Errorf("--deploy-timeout: %q must be a duration, or 0 not to wait", deployWait)
+		}
+		if cfg.DeployTimeout == 0 {
+			cfg.DeployTimeout = -1
 		}
 		if cfg.MaxUnauthenticated < 1 || cfg.BuildCPUs < 0 {
 			return fmt.Errorf("--max-startups must be at least 1 and --build-cpus at least 0")

@@ -124,6 +124,9 @@ type Deploy struct {
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
 	Msg     string    `json:"msg,omitempty"`
+	// RevertRev is the revision at which a failed deploy moved the desired
+	// state back; that move is part of this record, not a new change.
+	RevertRev int64 `json:"revertRev,omitempty"`
 }
 
 // Done reports whether the record reached a terminal state.
