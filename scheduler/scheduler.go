@@ -201,6 +201,9 @@ func (s *Scheduler) lead(ctx context.Context, f *fence) error {
 		if errors.Is(err, errDeposed) {
 			return err
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			failures++
 			s.Health.Set("etcd", err)

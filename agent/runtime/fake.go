@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,40 @@ type Fake struct {
 	images   map[string]int // present images → exposed port
 	watchers map[int]func(string)
 	nextW    int
+}
+
+// Host returns the engine as seen by host's agent. Container names are
+// unique per host rather than per engine, as on real separate hosts: a dead
+// host's container and its replacement elsewhere may share a name.
+func (f *Fake) Host(host string) Runtime { return &fakeHost{Fake: f, host: host} }
+
+type fakeHost struct {
+	*Fake
+	host string
+}
+
+func (h *fakeHost) Inspect(ctx context.Context, idOrName string) (Container, error) {
+	return h.Fake.Inspect(ctx, h.scoped(idOrName))
+}
+
+func (h *fakeHost) Create(ctx context.Context, s RunSpec) (string, error) {
+	s.Name = h.host + "/" + s.Name
+	return h.Fake.Create(ctx, s)
+}
+
+func (h *fakeHost) List(ctx context.Context, host string) ([]Container, error) {
+	list, err := h.Fake.List(ctx, host)
+	for i := range list {
+		list[i].Name = strings.TrimPrefix(list[i].Name, h.host+"/")
+	}
+	return list, err
+}
+
+func (h *fakeHost) scoped(idOrName string) string {
+	if len(idOrName) == 64 && strings.Trim(idOrName, "0123456789abcdef") == "" {
+		return idOrName
+	}
+	return h.host + "/" + idOrName
 }
 
 // FakeBehaviour is how a fake container behaves once started.
@@ -98,7 +133,11 @@ func (f *Fake) Inspect(_ context.Context, idOrName string) (Container, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c := f.get(idOrName); c != nil {
-		return c.Container, nil
+		out := c.Container
+		if _, name, ok := strings.Cut(out.Name, "/"); ok {
+			out.Name = name
+		}
+		return out, nil
 	}
 	return Container{}, fmt.Errorf("container %s: %w", idOrName, ErrNotFound)
 }
@@ -135,7 +174,7 @@ func (f *Fake) Create(_ context.Context, s RunSpec) (string, error) {
 		return "", fmt.Errorf("create container %s: the name is already in use", s.Name)
 	}
 	f.seq++
-	id := fmt.Sprintf("fake%08d", f.seq)
+	id := fmt.Sprintf("%064x", f.seq) // shaped like a Docker ID: never a unit name
 	f.byID[id] = &fakeContainer{Container: Container{ID: id, Name: s.Name, Labels: s.Labels, Image: s.Image}, spec: s}
 	f.byName[s.Name] = id
 	return id, nil
