@@ -1,6 +1,6 @@
 # Deis data plane: see README.md. `make help` lists the targets.
 SHELL := /bin/bash
-DAEMONS := router logger logspout publisher builder etcd devplane
+DAEMONS := router logger logspout publisher builder controller agent etcd devplane
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/deis/dataplane/pkg/version.Version=$(VERSION)
 GO ?= go
@@ -41,9 +41,9 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 20s)
 bench: build ## every component's benchmark against its peers; report in bench/out/report.md
 	@bash bench/run.sh
 
-run: build ## single-host data plane on unprivileged ports (embedded etcd); Ctrl-C stops it; ARGS="--http-port 8000" passes flags
+run: build ## the whole platform on unprivileged ports (embedded etcd); Ctrl-C stops it; HOSTS=3 simulates 3 hosts; ARGS="--http-port 8000" passes flags
 	@go run ./internal/stackimage || echo "make run: no stack image (is Docker running? scripts/setup.sh starts it); Dockerfile apps still build"
-	@./bin/devplane $(ARGS)
+	@./bin/devplane $(if $(HOSTS),--hosts $(HOSTS)) $(ARGS)
 
 images: build ## Docker images of every daemon (FROM scratch) for docker-compose.yml
 	@bash scripts/images.sh

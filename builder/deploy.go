@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -65,7 +66,21 @@ func (p *push) appURL() string {
 	if domain == "" {
 		return fmt.Sprintf("       (no URL: %s is not set)\n", keys.PlatformDomain)
 	}
-	return fmt.Sprintf("\n       http://%s.%s\n\n", p.app, domain)
+	return fmt.Sprintf("\n       http://%s.%s%s\n\n", p.app, domain, p.routerPort())
+}
+
+// routerPort is ":<port>" when the routers announce a port other than 80
+// (make run's unprivileged 8080), so that the URL printed opens as is.
+func (p *push) routerPort() string {
+	resp, err := p.b.etcd.Get(p.ctx, keys.RouterHostsPrefix, clientv3.WithPrefix())
+	if err != nil || len(resp.Kvs) == 0 {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(string(resp.Kvs[0].Value))
+	if err != nil || port == "80" {
+		return ""
+	}
+	return ":" + port
 }
 
 func firstLine(s string) string {

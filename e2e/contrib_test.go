@@ -10,7 +10,7 @@ import (
 // TestSystemdUnitPerDaemon: contrib/systemd has a unit for every daemon,
 // whose reload sends SIGHUP (which reloads and never stops a daemon).
 func TestSystemdUnitPerDaemon(t *testing.T) {
-	for _, d := range []string{"router", "logger", "logspout", "publisher", "builder"} {
+	for _, d := range []string{"router", "logger", "logspout", "publisher", "builder", "agent", "controller"} {
 		b, err := os.ReadFile(filepath.Join("..", "contrib", "systemd", "deis-"+d+".service"))
 		if err != nil {
 			t.Errorf("no unit for %s: %v", d, err)

@@ -100,7 +100,7 @@ func TestEveryDaemonStartsServesHealthAndStops(t *testing.T) {
 		t.Skip("builds every binary")
 	}
 	e := testenv.StartEtcd(t)
-	bin := build(t, "router", "logger", "logspout", "publisher", "builder")
+	bin := build(t, "router", "logger", "logspout", "publisher", "builder", "agent", "controller")
 	docker := os.Getenv("DOCKER_HOST")
 	if docker == "" {
 		docker = "unix:///var/run/docker.sock"
@@ -116,6 +116,9 @@ func TestEveryDaemonStartsServesHealthAndStops(t *testing.T) {
 		{"logspout", []string{"--state-dir", t.TempDir()}, "--web-addr"},
 		{"publisher", nil, "--health-addr"},
 		{"builder", []string{"--ssh-addr", testenv.FreeAddr(t), "--repo-root", t.TempDir()}, "--health-addr"},
+		// A host of its own: its units and status keys are its alone.
+		{"agent", []string{"--host", "127.0.0.99"}, "--health-addr"},
+		{"controller", nil, "--http-addr"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			admin := testenv.FreeAddr(t)
@@ -150,7 +153,7 @@ func TestBadFlagsStopWithOneLine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries")
 	}
-	bin := build(t, "router", "logger", "publisher", "etcd")
+	bin := build(t, "router", "logger", "publisher", "etcd", "agent")
 	for _, tc := range []struct{ name, flag, value string }{
 		{"router", "--etcd", "not-a-url"},
 		{"router", "--grace", "forever"},
@@ -158,6 +161,8 @@ func TestBadFlagsStopWithOneLine(t *testing.T) {
 		{"publisher", "--ttl", "1ms"},
 		{"etcd", "--log-level", "bogus"}, // etcd's logger used to panic
 		{"router", "--access-log=maybe", ""},
+		{"agent", "--labels", "dataPlane"},
+		{"agent", "--keep-releases", "0"},
 	} {
 		args := []string{tc.flag, tc.value}
 		if tc.value == "" {
@@ -181,7 +186,7 @@ func TestDevplane(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds every binary")
 	}
-	bin := build(t, "devplane", "router", "logger", "logspout", "publisher", "builder")
+	bin := build(t, "devplane", "router", "logger", "logspout", "publisher", "builder", "controller", "agent")
 	port := func() string { a := testenv.FreeAddr(t); return a[strings.LastIndexByte(a, ':')+1:] }
 	health, logHTTP := port(), port()
 	var out bytes.Buffer
@@ -191,7 +196,8 @@ func TestDevplane(t *testing.T) {
 	cmd := exec.Command(filepath.Join(bin, "devplane"),
 		"--etcd-port", port(), "--etcd-peer-port", port(), "--http-port", port(), "--https-port", port(), "--ssh-port", port(),
 		"--health-port", health, "--syslog-port", port(), "--logger-http-port", logHTTP, "--logspout-port", port(),
-		"--publisher-port", port(), "--builder-port", port(), "--builder-health-port", port())
+		"--publisher-port", port(), "--builder-port", port(), "--builder-health-port", port(),
+		"--controller-port", port(), "--agent-port", port())
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	if err := cmd.Start(); err != nil {
@@ -227,8 +233,9 @@ func TestVersionFlag(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries")
 	}
-	bin := build(t, "router", "logger", "logspout", "publisher", "builder", "etcd", "devplane")
-	for _, name := range []string{"router", "logger", "logspout", "publisher", "builder", "etcd", "devplane"} {
+	names := []string{"router", "logger", "logspout", "publisher", "builder", "agent", "controller", "etcd", "devplane"}
+	bin := build(t, names...)
+	for _, name := range names {
 		out, err := exec.Command(filepath.Join(bin, name), "--version").CombinedOutput()
 		if err != nil || !strings.HasPrefix(string(out), name+" ") || strings.Count(string(out), "\n") != 1 {
 			t.Errorf("%s --version: %v %q", name, err, out)

@@ -1,8 +1,10 @@
-// Command devplane is `make run`: a single-host data plane in one command.
-// It starts an embedded etcd, sets the platform domain, then runs the
-// sibling binaries (router, logger, and, when a Docker engine answers,
-// publisher, logspout and builder) on unprivileged ports, prints where each
-// listens and how to try it, and stops everything on Ctrl-C or SIGTERM.
+// Command devplane is `make run`: the whole platform on one machine in one
+// command. It starts an embedded etcd, sets the platform domain, then runs
+// the sibling binaries (router, logger, controller with the scheduler, and,
+// when a Docker engine answers, logspout, builder, and per host an agent and
+// a publisher) on unprivileged ports, prints where each listens and how to
+// try it, and stops everything on Ctrl-C or SIGTERM. With --hosts N the
+// hosts are simulated on 127.0.0.2, 127.0.0.3, ...
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	dockerlib "github.com/fsouza/go-dockerclient"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
@@ -47,10 +50,11 @@ func run() int {
 		httpPort, httpsPort, sshPort, health  int
 		syslogPort, logHTTP, webPort, pubPort int
 		builderPort, builderHealth            int
+		controllerPort, agentPort, hosts      int
 	)
 	fs := flag.NewFlagSet("devplane", flag.ExitOnError)
 	fs.StringVar(&dataDir, "data-dir", "", "etcd and logger data directory (default: a new temporary directory)")
-	fs.StringVar(&domain, "domain", "local.deis.example", "platform domain: apps are served at <app>.<domain>")
+	fs.StringVar(&domain, "domain", "localhost", "platform domain: apps are served at <app>.<domain> (*.localhost resolves to loopback without DNS setup, RFC 6761)")
 	fs.StringVar(&binDir, "bin", "", "directory of the daemon binaries (default: next to this binary)")
 	fs.StringVar(&host, "host", "127.0.0.1", "address published for this host")
 	fs.StringVar(&docker, "docker", daemon.Env("DOCKER_HOST", daemon.DefaultDocker), "Docker engine")
@@ -66,18 +70,27 @@ func run() int {
 	fs.IntVar(&pubPort, "publisher-port", 9091, "publisher health port")
 	fs.IntVar(&builderPort, "builder-port", 2223, "builder SSH port")
 	fs.IntVar(&builderHealth, "builder-health-port", 9092, "builder health port")
-	daemon.Parse(fs, os.Args[1:]) // --version, and one line for a bad flag
+	fs.IntVar(&controllerPort, "controller-port", 8001, "controller API port")
+	fs.IntVar(&agentPort, "agent-port", 9093, "agent health port (on each simulated host's address)")
+	fs.IntVar(&hosts, "hosts", 1, "hosts to simulate: 1 runs the agent and publisher on --host; N > 1 on 127.0.0.2 ... 127.0.0.<N+1>")
+	daemon.Parse(fs, os.Args[1:], func() error { // --version, and one line for a bad flag
+		if hosts < 1 || hosts > 50 {
+			return fmt.Errorf("--hosts: %d must be between 1 and 50", hosts)
+		}
+		return nil
+	})
 
 	if binDir == "" {
 		exe, _ := os.Executable()
 		binDir = filepath.Dir(exe)
 	}
+	tempData := false
 	if dataDir == "" {
 		d, err := os.MkdirTemp("", "devplane-")
 		if err != nil {
 			return fail("temporary directory: %v", err)
 		}
-		dataDir = d
+		dataDir, tempData = d, true
 		defer os.RemoveAll(d)
 	}
 	ctx, stop := daemon.SignalContext()
@@ -108,12 +121,30 @@ func run() int {
 			fmt.Sprintf("router     http://127.0.0.1:%d  https://127.0.0.1:%d  tcp 127.0.0.1:%d  health http://127.0.0.1:%d/health-check", httpPort, httpsPort, sshPort, health), fmt.Sprintf("http://127.0.0.1:%d/health-check", health)},
 		{"logger", []string{"--syslog-addr", addr(syslogPort), "--http-addr", addr(logHTTP), "--log-root", filepath.Join(dataDir, "logs")},
 			fmt.Sprintf("logger     syslog udp+tcp 127.0.0.1:%d  logs http://127.0.0.1:%d/<app>", syslogPort, logHTTP), fmt.Sprintf("http://127.0.0.1:%d/healthz", logHTTP)},
+		{"controller", []string{"--http-addr", addr(controllerPort)},
+			fmt.Sprintf("controller http://127.0.0.1:%d (scheduler leader)", controllerPort), fmt.Sprintf("http://127.0.0.1:%d/healthz", controllerPort)},
 	}
 	dcli, err := dockerx.Connect(docker)
 	dockerUp := err == nil && dcli.PingWithContext(ctx) == nil
+	var hostAddrs []string
 	if dockerUp {
+		hostAddrs = []string{host}
+		if hosts > 1 {
+			hostAddrs = hostAddrs[:0]
+			for i := range hosts {
+				hostAddrs = append(hostAddrs, fmt.Sprintf("127.0.0.%d", i+2))
+			}
+		}
+		for _, h := range hostAddrs {
+			// Each simulated host is an address of its own: the same ports
+			// on every one, as on separate machines.
+			at := func(p int) string { return fmt.Sprintf("%s:%d", h, p) }
+			children = append(children,
+				child{"publisher", []string{"--host", h, "--health-addr", at(pubPort)}, fmt.Sprintf("publisher  host %s  health http://%s/healthz", h, at(pubPort)), fmt.Sprintf("http://%s/healthz", at(pubPort))},
+				child{"agent", []string{"--host", h, "--health-addr", at(agentPort)}, fmt.Sprintf("agent      host %s  health http://%s/healthz", h, at(agentPort)), fmt.Sprintf("http://%s/healthz", at(agentPort))},
+			)
+		}
 		children = append(children,
-			child{"publisher", []string{"--health-addr", addr(pubPort)}, fmt.Sprintf("publisher  health http://127.0.0.1:%d/healthz", pubPort), fmt.Sprintf("http://127.0.0.1:%d/healthz", pubPort)},
 			child{"logspout", []string{"--web-addr", addr(webPort), "--state-dir", filepath.Join(dataDir, "logspout")}, fmt.Sprintf("logspout   http://127.0.0.1:%d/healthz", webPort), fmt.Sprintf("http://127.0.0.1:%d/healthz", webPort)},
 			child{"builder", []string{"--ssh-addr", addr(builderPort), "--health-addr", addr(builderHealth), "--repo-root", filepath.Join(dataDir, "repos")}, fmt.Sprintf("builder    ssh 127.0.0.1:%d  health http://127.0.0.1:%d/healthz", builderPort, builderHealth), fmt.Sprintf("http://127.0.0.1:%d/healthz", builderHealth)},
 		)
@@ -157,7 +188,7 @@ func run() int {
 		}
 	}
 	if !dockerUp {
-		fmt.Println("devplane: no Docker engine answers; publisher, logspout and builder not started (scripts/setup.sh starts one)")
+		fmt.Println("devplane: no Docker engine answers; agent, publisher, logspout and builder not started (scripts/setup.sh starts one)")
 	}
 	fmt.Printf(`
 Try it:
@@ -171,8 +202,10 @@ Try it:
   push an app: put /deis/apps/myapp/owner = you and your public key at
     /deis/builder/users/you/<ssh-keygen -E md5 -lf key.pub, without "MD5:">, then
   git remote add deis ssh://git@127.0.0.1:%d/myapp.git && git push deis master
+  the push waits for the scheduler to run it, then: curl http://myapp.%s:%d/
+  scale it: put /deis/apps/myapp/scale = {"web":3}
 Ctrl-C stops everything.
-`, health, endpoint, domain, httpPort, syslogPort, logHTTP, sshPort)
+`, health, endpoint, domain, httpPort, syslogPort, logHTTP, sshPort, domain, httpPort)
 
 	exitCode := 0
 	select {
@@ -196,6 +229,19 @@ Ctrl-C stops everything.
 		for _, p := range procs {
 			if p.Process != nil {
 				_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+			}
+		}
+	}
+	if tempData && dockerUp {
+		// The plane's state went with its temporary directory: app
+		// containers its agents ran would be orphans, so they go too.
+		for _, h := range hostAddrs {
+			list, _ := dcli.ListContainers(dockerlib.ListContainersOptions{All: true, Filters: map[string][]string{"label": {keys.LabelHost + "=" + h}}})
+			for _, c := range list {
+				_ = dcli.RemoveContainer(dockerlib.RemoveContainerOptions{ID: c.ID, Force: true})
+			}
+			if len(list) > 0 {
+				fmt.Printf("devplane: removed %d app containers of host %s\n", len(list), h)
 			}
 		}
 	}
