@@ -256,6 +256,10 @@ func (p *planner) app(ctx context.Context, st *state, name string, loads []*host
 	if a.current == 0 {
 		return false, p.commit(ctx, &plan)
 	}
+	if a.scaleBad != "" {
+		p.logOnce(name, "scale unreadable, units left as they are: "+a.scaleBad)
+		return false, p.commit(ctx, &plan)
+	}
 	rel, err := a.release(a.current)
 	if err != nil {
 		p.logOnce(name, err.Error())

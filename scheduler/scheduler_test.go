@@ -11,6 +11,7 @@ import (
 
 	"github.com/deis/dataplane/internal/cptest"
 	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/pkg/release"
 	"github.com/deis/dataplane/pkg/testenv"
 	"github.com/deis/dataplane/pkg/unit"
 	"github.com/deis/dataplane/scheduler"
@@ -382,5 +383,136 @@ func TestDestroyWithHostDown(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { return c.RT.Running() == 0 }, "the returning host removed its container")
 	if r, _ := c.Etcd.Get(ctx, keys.Deploy("app")); len(r.Kvs) != 0 {
 		t.Errorf("the deploy record of a destroyed app is still there")
+	}
+}
+
+// TestLeaderFailoverMidDeploy: two replicas; the leader is stopped in the
+// middle of a deploy; the other takes over within the session TTL and
+// completes it, with no duplicate unit.
+func TestLeaderFailoverMidDeploy(t *testing.T) {
+	t.Parallel()
+	c, _ := newCluster(t, hosts3...)
+	c.StartScheduler("s2")
+	ctx := context.Background()
+	web := map[string]string{"web": "serve"}
+	_, rev, _ := cptest.Release(ctx, c.Etcd, "app", "img:1", web, nil)
+	wait(t, c, "app", rev)
+	rev, _ = cptest.Scale(ctx, c.Etcd, "app", map[string]int{"web": 3})
+	wait(t, c, "app", rev)
+	leader := ""
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		for id, s := range c.Scheds {
+			if s.Leading() {
+				leader = id
+			}
+		}
+		return leader != ""
+	}, "a leader")
+	_, rev, _ = cptest.Release(ctx, c.Etcd, "app", "img:2", web, nil)
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		d, err := cptest.Deploy(ctx, c.Etcd, "app")
+		return err == nil && d.Rev >= rev && d.Step != ""
+	}, "the deploy under way")
+	stopped := time.Now()
+	c.StopScheduler(leader)
+	other := map[string]string{"s1": "s2", "s2": "s1"}[leader]
+	testenv.Eventually(t, 15*time.Second, func() bool { return c.Scheds[other].Leading() }, "the other replica leads")
+	t.Logf("new leader after %s", time.Since(stopped).Round(time.Millisecond))
+	if d := wait(t, c, "app", rev); d.State != unit.Succeeded || d.To.Release != 2 {
+		t.Fatalf("deploy after failover: %+v", d)
+	}
+	u := unitsOf(t, c, "app")
+	if len(u) != 3 {
+		t.Errorf("units after failover: %v, want exactly 3", u)
+	}
+	for name := range u {
+		if !strings.HasPrefix(name, "app_v2.web.") {
+			t.Errorf("unit %s left", name)
+		}
+	}
+}
+
+// TestPlacementLabelsAndTags: with placement options on, units go only to
+// dataPlane hosts with the app's tags; an unsatisfiable tag fails the
+// deploy at once, naming the constraint, and places nothing.
+func TestPlacementLabelsAndTags(t *testing.T) {
+	t.Parallel()
+	e := testenv.StartEtcd(t)
+	c := cptest.New(e.Client(), testLog(t))
+	t.Cleanup(c.Close)
+	c.StartHost("127.0.0.2", map[string]string{"controlPlane": "true"})
+	c.StartHost("127.0.0.3", map[string]string{"dataPlane": "true", "environ": "prod"})
+	c.StartHost("127.0.0.4", map[string]string{"dataPlane": "true", "environ": "dev"})
+	c.StartScheduler("s1")
+	ctx := context.Background()
+	e.Put(keys.PlatformPlacementOptions, "true")
+	tagged := func(image string, tags map[string]string) int64 {
+		_, err := release.Write(ctx, c.Etcd, "app", func(*release.Release, map[string]string) (*release.Release, error) {
+			return &release.Release{Image: image, Procfile: map[string]string{"web": "x"}, Tags: tags}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := c.Etcd.Get(ctx, keys.AppCurrentRelease("app"))
+		return r.Kvs[0].ModRevision
+	}
+	if err := cptest.CreateApp(ctx, c.Etcd, "app", "o"); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, c, "app", tagged("img:1", map[string]string{"environ": "prod"}))
+	rev, _ := cptest.Scale(ctx, c.Etcd, "app", map[string]int{"web": 3})
+	if d := wait(t, c, "app", rev); d.State != unit.Succeeded {
+		t.Fatalf("scale: %+v", d)
+	}
+	for name, h := range unitsOf(t, c, "app") {
+		if h != "127.0.0.3" {
+			t.Errorf("%s placed on %s; only 127.0.0.3 is dataPlane with environ=prod", name, h)
+		}
+	}
+	start := time.Now()
+	d := wait(t, c, "app", tagged("img:2", map[string]string{"environ": "staging"}))
+	if d.State != unit.Failed || !strings.Contains(d.Msg, "no host with dataPlane=true and environ=staging") {
+		t.Fatalf("unsatisfiable: %+v", d)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("an unsatisfiable placement took %s to fail; it must fail at once", took)
+	}
+	for name := range unitsOf(t, c, "app") {
+		if !strings.HasPrefix(name, "app_v1.") {
+			t.Errorf("half-applied: %s", name)
+		}
+	}
+}
+
+// TestGarbageKeysAreSkipped: unreadable keys in the scheduler's prefixes
+// are skipped; the app they belong to is left as it runs, other apps are
+// unaffected.
+func TestGarbageKeysAreSkipped(t *testing.T) {
+	t.Parallel()
+	c, e := newCluster(t, hosts3[:2]...)
+	ctx := context.Background()
+	_, rev, _ := cptest.Release(ctx, c.Etcd, "victim", "img:1", map[string]string{"web": "x"}, nil)
+	wait(t, c, "victim", rev)
+	for k, v := range map[string]string{
+		keys.Unit("127.0.0.2", "junk"):           "{",
+		keys.Unit("127.0.0.2", "other_v1.web.1"): "not json",
+		keys.Status("127.0.0.3", "x_v1.web.1"):   "[]",
+		keys.Host("not-an-ip"):                   `{"addr":"nope"}`,
+		keys.AppScale("victim"):                  "{{{",
+		keys.AppsPrefix + "Bad_App/release":      "1",
+		keys.AppCurrentRelease("norel"):          "abc",
+		keys.AppRelease("broken", 1):             "garbage",
+		keys.AppCurrentRelease("broken"):         "1",
+		keys.Deploy("victim2"):                   "nope",
+		keys.AppsPrefix + "victim/releases/vX":   "{}",
+	} {
+		e.Put(k, v)
+	}
+	_, rev, _ = cptest.Release(ctx, c.Etcd, "fine", "img:1", map[string]string{"web": "x"}, nil)
+	if d := wait(t, c, "fine", rev); d.State != unit.Succeeded {
+		t.Fatalf("an app next to garbage: %+v", d)
+	}
+	if u := unitsOf(t, c, "victim"); len(u) != 1 {
+		t.Errorf("the app with an unreadable scale: units %v, want its one unit left running", u)
 	}
 }

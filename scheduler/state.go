@@ -47,6 +47,7 @@ type appState struct {
 	scale      release.Scale
 	scaleRev   int64
 	hasScale   bool
+	scaleBad   string // why the scale key cannot be read
 	restart    *unit.Restart
 	restartRev int64
 	deploy     *unit.Deploy
@@ -213,7 +214,9 @@ func (s *state) readAppKey(x *kv) {
 		sc, err := release.ParseScale(x.value)
 		if err != nil {
 			s.bad = append(s.bad, badKey{x.key, string(x.value), err.Error()})
-			a.hasScale, a.scaleRev = true, x.mod // present but unreadable: never overwrite it with a default
+			// Present but unreadable: the app is left exactly as it runs
+			// (never scaled to nothing, never given a default) until fixed.
+			a.hasScale, a.scaleRev, a.scaleBad = true, x.mod, err.Error()
 			return
 		}
 		a.scale, a.scaleRev, a.hasScale = sc, x.mod, true
