@@ -110,11 +110,13 @@ type Agent struct {
 	log    *slog.Logger
 	ann    *announce.Announcer
 	units  *etcdwatch.Watcher
+	runs   *etcdwatch.Watcher
 	Health *health.Registry
 
 	mu      sync.Mutex
-	workers map[string]*worker // by unit name
-	byID    map[string]string  // container id → unit name
+	workers map[string]*worker            // by unit name
+	byID    map[string]string             // container id → unit name
+	running map[string]context.CancelFunc // one-off runs by unit name
 	wg      sync.WaitGroup
 	badSpec map[string]string // unit → last bad value logged
 
@@ -137,6 +139,8 @@ func New(cfg Config, rt runtime.Runtime, ecli *clientv3.Client, log *slog.Logger
 		cfg: cfg, rt: rt, etcd: ecli, log: log,
 		ann:     announce.New(ecli, cfg.TTL, log),
 		units:   etcdwatch.New(ecli, []string{keys.UnitsHostPrefix(cfg.Host)}, etcdwatch.Options{Logger: log}),
+		runs:    etcdwatch.New(ecli, []string{keys.RunsPrefix}, etcdwatch.Options{Logger: log}),
+		running: map[string]context.CancelFunc{},
 		Health:  &health.Registry{},
 		workers: map[string]*worker{},
 		byID:    map[string]string{},
@@ -173,6 +177,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	annCtx, stopAnn := context.WithCancel(context.WithoutCancel(ctx))
 	bg.Go(func() { _ = a.ann.Run(annCtx) })
 	bg.Go(func() { _ = a.units.Run(ctx) })
+	bg.Go(func() { _ = a.runs.Run(ctx) })
+	// The run loop starts goroutines on a.wg: it must end before a.wg.Wait.
+	var runLoop sync.WaitGroup
+	runLoop.Go(func() { a.runLoop(ctx) })
 	bg.Go(func() {
 		_ = a.rt.Watch(ctx, a.containerChanged, a.pokeAll)
 	})
@@ -196,6 +204,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		break
 	}
 	// Stop the workers (they leave containers as they are), then the lease.
+	runLoop.Wait()
 	a.mu.Lock()
 	for _, w := range a.workers {
 		w.cancel()
@@ -270,8 +279,15 @@ func (a *Agent) reconcile(ctx context.Context, snap *etcdwatch.Snapshot) {
 		if _, ok := a.workers[c.Name]; ok {
 			continue
 		}
-		if _, err := keys.ParseContainerName(c.Name); err != nil {
+		cn, err := keys.ParseContainerName(c.Name)
+		if err != nil {
 			continue // carries our host label but is not a unit: not ours to touch
+		}
+		if cn.Type == unit.TypeRun {
+			if a.running[c.Name] == nil && !c.Running {
+				_ = a.rt.Remove(ctx, c.ID) // left by an agent that stopped mid-run
+			}
+			continue
 		}
 		w := a.startWorker(ctx, c.Name)
 		w.set(nil)

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -60,8 +61,24 @@ func run(t *testing.T, what string, f func(ctx context.Context) error) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
-func startPlatform(t *testing.T, hosts ...string) *platform {
+// hostSeq numbers the simulated hosts of the tests in this process.
+var hostSeq atomic.Int32
+
+// hostsFor returns n simulated host addresses that no other test uses:
+// an agent owns every container labelled with its host, so two tests on
+// one engine must never share a host address.
+func hostsFor(n int) []string {
+	block := 100 + hostSeq.Add(1)
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("127.%d.%d.%d", block, os.Getpid()%250, 2+i))
+	}
+	return out
+}
+
+func startPlatform(t *testing.T, n int) *platform {
 	t.Helper()
+	hosts := hostsFor(n)
 	dcli := testenv.Docker(t)
 	e := testenv.StartEtcd(t)
 	p := &platform{t: t, e: e, cli: e.Client(), docker: dcli, domain: "example.test", log: testLog(t)}
@@ -252,7 +269,7 @@ func (p *platform) get(app string) (int, string) {
 // rolling restart and a rollback: not one request may fail.
 func TestZeroDowntimeUnderLoad(t *testing.T) {
 	t.Parallel()
-	p := startPlatform(t, "127.0.0.2", "127.0.0.3")
+	p := startPlatform(t, 2)
 	app := appOf(t)
 	web := map[string]string{"web": webCommand(1)}
 	_, rev := p.release(app, web, map[string]string{"VERSION": "1"})
@@ -369,3 +386,126 @@ func (p *platform) containerIDs(app string) map[string]string {
 	return out
 }
 
+
+// TestRunUnits: `deis run` as a run unit on a real engine: output and exit
+// code come back, output is capped at its last 1 MiB, a client that leaves
+// gets its container killed, and run units are never routed.
+func TestRunUnits(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, 1)
+	app := appOf(t)
+	_, rev := p.release(app, map[string]string{"web": webCommand(0)}, map[string]string{"VERSION": "1", "GREETING": "hello from config"})
+	p.wait(app, rev)
+	ctx := context.Background()
+	rel, err := release.Get(ctx, p.cli, app, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, err := p.cli.Grant(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka, _ := p.cli.KeepAlive(ctx, lease.ID)
+	go func() {
+		for range ka {
+		}
+	}()
+	for _, tc := range []struct {
+		cmd       string
+		rc        int
+		output    string
+		truncated bool
+	}{
+		{"echo $GREETING; sleep 0.2; echo to stderr >&2", 0, "hello from config\nto stderr\n", false}, // stderr too (in time order)
+		{"echo failing; exit 3", 3, "failing\n", false},
+		{"head -c 1500000 /dev/zero | tr '\\0' a", 0, strings.Repeat("a", unit.MaxRunOutput), true},
+	} {
+		res, err := scheduler.RunOnce(ctx, p.cli, lease.ID, app, rel, tc.cmd)
+		if err != nil {
+			t.Fatalf("run %q: %v", tc.cmd, err)
+		}
+		if res.RC != tc.rc || res.Output != tc.output || res.Truncated != tc.truncated {
+			t.Errorf("run %q: rc %d, %d bytes of output (%.40q), truncated %v; want rc %d, %q, %v", tc.cmd, res.RC, len(res.Output), res.Output, res.Truncated, tc.rc, clipped(tc.output), tc.truncated)
+		}
+	}
+	// A client that leaves: its run is killed.
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { _, err := scheduler.RunOnce(cctx, p.cli, lease.ID, app, rel, "sleep 300"); done <- err }()
+	runs := func() int {
+		list, _ := p.docker.ListContainers(docker.ListContainersOptions{All: true, Filters: map[string][]string{"label": {keys.LabelApp + "=" + app, keys.LabelType + "=run"}}})
+		return len(list)
+	}
+	testenv.Eventually(t, 15*time.Second, func() bool { return runs() == 1 }, "the long run started")
+	if r, _ := cptest.Routes(ctx, p.cli, app); len(r) != 1 {
+		t.Errorf("routes during a run: %v; run units are never routed", r)
+	}
+	if u, _ := cptest.Units(ctx, p.cli, app); len(u) != 1 {
+		t.Errorf("units during a run: %v; runs are not units", u)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("abandoned run returned %v", err)
+	}
+	testenv.Eventually(t, 15*time.Second, func() bool { return runs() == 0 }, "the abandoned run's container was removed")
+}
+
+func clipped(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// TestHealthCheckGatesDeploy: with HEALTHCHECK_URL, a new unit is routed
+// only once the URL answers 200, so a slow-to-be-healthy release rolls in
+// without a failed request; a release whose check never answers 200 fails
+// at its deadline, naming what the check answered, and the old one serves.
+func TestHealthCheckGatesDeploy(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, 2)
+	app := appOf(t)
+	healthyAfter := func(secs int) map[string]string {
+		return map[string]string{"web": fmt.Sprintf("mkdir -p /www && echo v$VERSION > /www/index.html && (sleep %d; echo ok > /www/health) & exec httpd -f -p $PORT -h /www", secs)}
+	}
+	cfg := func(v string) map[string]string {
+		return map[string]string{"VERSION": v, "HEALTHCHECK_URL": "/health", "DEIS_DEPLOY_TIMEOUT": "8"}
+	}
+	_, rev := p.release(app, healthyAfter(0), cfg("1"))
+	if d := p.wait(app, rev); d.State != unit.Succeeded {
+		t.Fatalf("first deploy: %+v", d)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { code, _ := p.get(app); return code == 200 }, "v1 answers")
+
+	l := p.startLoad(app)
+	start := time.Now()
+	_, rev = p.release(app, healthyAfter(5), cfg("2"))
+	var firstV2 atomic.Int64 // when v2 was first routed, after its release
+	go func() {
+		for i := 0; i < 400 && firstV2.Load() == 0; i++ {
+			if r, _ := cptest.Routes(context.Background(), p.cli, app); r[app+"_v2.web.1"] != "" {
+				firstV2.Store(int64(time.Since(start)))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	d := p.wait(app, rev)
+	l.finish(t, "deploy with a health check healthy after 5 s")
+	if d.State != unit.Succeeded {
+		t.Fatalf("deploy: %+v", d)
+	}
+	if got := time.Duration(firstV2.Load()); got < 5*time.Second {
+		t.Errorf("v2 was routed %s after its release, before its health check could answer 200 (5 s)", got)
+	}
+
+	l = p.startLoad(app)
+	_, rev = p.release(app, healthyAfter(3600), cfg("3"))
+	d = p.wait(app, rev)
+	l.finish(t, "release whose health check never answers 200")
+	if d.State != unit.Failed || !strings.Contains(d.Msg, "not ready after 8s") || !strings.Contains(d.Msg, "GET /health answered 404") {
+		t.Fatalf("never healthy: %+v; want failed at the deadline naming the check's answer", d)
+	}
+	if code, body := p.get(app); code != 200 || body != "v2" {
+		t.Errorf("after the failed release: %d %q, want v2 serving", code, body)
+	}
+}

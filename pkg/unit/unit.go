@@ -140,3 +140,26 @@ type Restart struct {
 	User      string    `json:"user,omitempty"`
 	Requested time.Time `json:"requested"`
 }
+
+// TypeRun is the process type of one-off `deis run` units: never routed,
+// never listed by ps, never in the desired set.
+const TypeRun = "run"
+
+// Run is /deis/scheduler/runs/<app>/<unit>: a one-off command placed by the
+// replica that received `deis run`, on that replica's lease (Lease), so
+// that it goes away with the replica or when the client leaves.
+type Run struct {
+	Spec
+	Host  string `json:"host"`
+	Lease int64  `json:"lease"`
+}
+
+// RunResult is /deis/scheduler/runs/<app>/<unit>/result, on the same lease.
+type RunResult struct {
+	RC        int    `json:"rc"`
+	Output    string `json:"output"`
+	Truncated bool   `json:"truncated"`
+}
+
+// MaxRunOutput is the most output a run keeps: its last 1 MiB.
+const MaxRunOutput = 1 << 20
