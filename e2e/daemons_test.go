@@ -193,7 +193,7 @@ func TestDevplane(t *testing.T) {
 	// No --data-dir: devplane makes one in TMPDIR and must remove it on
 	// stop (it used to leave about 120 MB there each run).
 	tmp := t.TempDir()
-	cmd := exec.Command(filepath.Join(bin, "devplane"),
+	cmd := exec.Command(filepath.Join(bin, "devplane"), "--host", "127.0.0.78",
 		"--etcd-port", port(), "--etcd-peer-port", port(), "--http-port", port(), "--https-port", port(), "--ssh-port", port(),
 		"--health-port", health, "--syslog-port", port(), "--logger-http-port", logHTTP, "--logspout-port", port(),
 		"--publisher-port", port(), "--builder-port", port(), "--builder-health-port", port(),
@@ -203,10 +203,10 @@ func TestDevplane(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if body := waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%s/health-check", health), 200); !strings.Contains(body, "OK") {
+	if body := waitHTTP(t, fmt.Sprintf("http://127.0.0.78:%s/health-check", health), 200); !strings.Contains(body, "OK") {
 		t.Fatalf("health-check body %q", body)
 	}
-	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%s/healthz", logHTTP), 200)
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.78:%s/healthz", logHTTP), 200)
 	_ = cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

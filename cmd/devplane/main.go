@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -115,7 +116,7 @@ func run() int {
 	}
 
 	common := []string{"--etcd", endpoint, "--host", host, "--docker", docker}
-	addr := func(p int) string { return fmt.Sprintf("127.0.0.1:%d", p) }
+	addr := func(p int) string { return fmt.Sprintf("%s:%d", host, p) }
 	children := []child{
 		{"router", []string{"--http-addr", addr(httpPort), "--https-addr", addr(httpsPort), "--ssh-addr", addr(sshPort), "--health-addr", addr(health)},
 			fmt.Sprintf("router     http://127.0.0.1:%d  https://127.0.0.1:%d  tcp 127.0.0.1:%d  health http://127.0.0.1:%d/health-check", httpPort, httpsPort, sshPort, health), fmt.Sprintf("http://127.0.0.1:%d/health-check", health)},
@@ -150,6 +151,12 @@ func run() int {
 		)
 	}
 
+	// The daemons listen on --host (127.0.0.1 unless given): what they
+	// announce in etcd is where they are.
+	for i := range children {
+		children[i].info = strings.ReplaceAll(children[i].info, "127.0.0.1:", host+":")
+		children[i].health = strings.ReplaceAll(children[i].health, "127.0.0.1:", host+":")
+	}
 	fmt.Printf("devplane: etcd at %s, platform domain %s, data in %s\n", endpoint, domain, dataDir)
 	var wg sync.WaitGroup
 	died := make(chan string, len(children))
@@ -190,7 +197,7 @@ func run() int {
 	if !dockerUp {
 		fmt.Println("devplane: no Docker engine answers; agent, publisher, logspout and builder not started (scripts/setup.sh starts one)")
 	}
-	fmt.Printf(`
+	fmt.Printf(strings.ReplaceAll(`
 Try it:
   curl http://127.0.0.1:%d/health-check
   route an app: with any etcd v3 client at %s put
@@ -205,7 +212,7 @@ Try it:
   the push waits for the scheduler to run it, then: curl http://myapp.%s:%d/
   scale it: put /deis/apps/myapp/scale = {"web":3}
 Ctrl-C stops everything.
-`, health, endpoint, domain, httpPort, syslogPort, logHTTP, sshPort, domain, httpPort)
+`, "127.0.0.1", host), health, endpoint, domain, httpPort, syslogPort, logHTTP, sshPort, domain, httpPort)
 
 	exitCode := 0
 	select {

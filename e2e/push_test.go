@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	docker "github.com/fsouza/go-dockerclient"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/deis/dataplane/builder"
+	"github.com/deis/dataplane/pkg/etcdutil"
+	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/pkg/testenv"
+)
+
+// TestMakeRunPushServesTheApp is `make run` as a new user meets it: the
+// whole platform from devplane; a git push through the router's port
+// builds a Procfile app on the stack image, waits for the scheduler to run
+// it, prints a URL that works, and the app answers through the router; a
+// scale to 2 spreads it; Ctrl-C removes the app containers.
+func TestMakeRunPushServesTheApp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds every binary and needs Docker")
+	}
+	dcli := testenv.Docker(t)
+	if err := testenv.EnsureBusyboxImage(dcli); err != nil {
+		t.Fatal(err)
+	}
+	bin := build(t, "devplane", "router", "logger", "logspout", "publisher", "builder", "controller", "agent")
+	port := func() string { a := testenv.FreeAddr(t); return a[strings.LastIndexByte(a, ':')+1:] }
+	etcdPort, httpPort, sshPort, health := port(), port(), port(), port()
+	// A host address of its own: the agent owns every container labelled
+	// with it, and other tests share this Docker engine.
+	host := "127.0.0.77"
+	var out bytes.Buffer
+	cmd := exec.Command(filepath.Join(bin, "devplane"), "--host", host,
+		"--etcd-port", etcdPort, "--etcd-peer-port", port(), "--http-port", httpPort, "--https-port", port(), "--ssh-port", sshPort,
+		"--health-port", health, "--syslog-port", port(), "--logger-http-port", port(), "--logspout-port", port(),
+		"--publisher-port", port(), "--builder-port", port(), "--builder-health-port", port(),
+		"--controller-port", port(), "--agent-port", port())
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("devplane did not stop\n%s", out.String())
+		}
+	}
+	t.Cleanup(stop)
+	waitHTTP(t, fmt.Sprintf("http://%s:%s/health-check", host, health), 200)
+	testenv.Eventually(t, 30*time.Second, func() bool { return strings.Contains(out.String(), "Ctrl-C stops everything") }, "devplane banner")
+
+	cli, err := etcdutil.Connect([]string{"http://127.0.0.1:" + etcdPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := context.Background()
+	app := fmt.Sprintf("pushed%d", os.Getpid()%100000)
+	dir := t.TempDir()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, _ := gossh.MarshalPrivateKey(priv, "dev")
+	keyFile := filepath.Join(dir, "id_dev")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spub, _ := gossh.NewPublicKey(pub)
+	for k, v := range map[string]string{
+		keys.AppOwner(app): "dev",
+		keys.BuilderUserKey("dev", builder.Fingerprint(spub)): string(gossh.MarshalAuthorizedKey(spub)),
+	} {
+		if _, err := cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	work := filepath.Join(dir, "app")
+	gitEnv := append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.test", "GIT_COMMITTER_NAME=t",
+		"GIT_COMMITTER_EMAIL=t@example.test", "GIT_TERMINAL_PROMPT=0", "HOME="+dir,
+		"GIT_SSH_COMMAND=ssh -F /dev/null -i "+keyFile+" -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o ConnectTimeout=10")
+	git := func(args ...string) (string, error) {
+		c := exec.Command("git", args...)
+		c.Dir, c.Env = work, gitEnv
+		b, err := c.CombinedOutput()
+		return string(b), err
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	procfile := "web: mkdir -p /www && echo hello from $HOSTNAME > /www/index.html && exec httpd -f -p $PORT -h /www\n"
+	if err := os.WriteFile(filepath.Join(work, "Procfile"), []byte(procfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q", "-b", "master"}, {"add", "-A"}, {"commit", "-qm", "first"}} {
+		if o, err := git(args...); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, o)
+		}
+	}
+	remote := fmt.Sprintf("ssh://git@%s:%s/%s.git", host, sshPort, app)
+	// The builder's key watch may lag the put by a moment: retry a refusal.
+	var pushOut string
+	for i := 0; i < 20; i++ {
+		pushOut, err = git("push", remote, "master")
+		if err == nil || !strings.Contains(pushOut, "Permission denied") {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("push: %v\n%s\ndevplane:\n%s", err, pushOut, out.String())
+	}
+	url := fmt.Sprintf("http://%s.localhost:%s", app, httpPort)
+	if !strings.Contains(pushOut, "done, "+app+":v1 deployed to Deis") || !strings.Contains(pushOut, url) {
+		t.Fatalf("push output lacks the deploy line or the URL %s:\n%s", url, pushOut)
+	}
+	get := func() (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+host+":"+httpPort+"/", nil)
+		req.Host = app + ".localhost"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// The push returned only once the app was routed: it answers now.
+	if code, body := get(); code != 200 || !strings.HasPrefix(body, "hello from ") {
+		t.Fatalf("right after the push: %d %q", code, body)
+	}
+	if _, err := cli.Put(ctx, keys.AppScale(app), `{"web":2}`); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		if code, body := get(); code == 200 {
+			seen[body] = true
+		}
+		return len(seen) == 2
+	}, "requests reach two containers after web=2 (saw %v)", seen)
+	stop()
+	list, _ := dcli.ListContainers(docker.ListContainersOptions{All: true, Filters: map[string][]string{"label": {keys.LabelHost + "=" + host}}})
+	if len(list) != 0 {
+		t.Errorf("%d app containers left after devplane stopped", len(list))
+	}
+	if !strings.Contains(out.String(), "removed 2 app containers of host "+host) {
+		t.Errorf("devplane did not say it removed the app containers:\n%s", tail(out.String(), 20))
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
