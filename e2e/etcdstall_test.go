@@ -52,7 +52,7 @@ func TestEtcdStallMovesNothing(t *testing.T) {
 
 	c := cptest.New(cli, slog.New(slog.DiscardHandler))
 	// Production timings where they matter here: 10 s host leases, 5 s grace.
-	c.Agent.TTL, c.Sched.Grace, c.Sched.Session = 10*time.Second, 5*time.Second, 10*time.Second
+	c.Agent.TTL, c.Sched.Grace, c.Sched.Session = 10*time.Second, 4*time.Second, 10*time.Second
 	t.Cleanup(c.Close)
 	hosts := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
 	for _, h := range hosts {

@@ -33,6 +33,9 @@ type planner struct {
 	firstSeen   map[string]time.Time // "<host>/<unit>/<generation>" → unit key first seen
 	pulled      map[string]time.Time // "<host>/<unit>/<generation>" → first seen past pulling
 	logged      map[string]string    // app → last steady-state problem logged
+	// wakeAt is when a missing host's grace period ends (zero: none), so
+	// that the pass that moves its units runs on time, not on the next tick.
+	wakeAt time.Time
 }
 
 func newPlanner(s *Scheduler, f *fence) *planner {
@@ -70,11 +73,12 @@ func (p *planner) pass(ctx context.Context) (busy bool, err error) {
 			p.s.log.Warn("host missing: its units move if it is not back within the grace period", "host", h, "grace", p.s.cfg.Grace)
 		}
 	}
+	p.wakeAt = time.Time{}
 	for h, since := range p.hostMissing {
 		if now.Sub(since) >= p.s.cfg.Grace {
 			dead[h] = true
-		} else {
-			busy = true // look again when the grace period ends
+		} else if end := since.Add(p.s.cfg.Grace); p.wakeAt.IsZero() || end.Before(p.wakeAt) {
+			p.wakeAt = end // look again when the grace period ends
 		}
 		if len(st.units[h]) == 0 && dead[h] {
 			delete(p.hostMissing, h)

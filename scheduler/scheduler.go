@@ -35,7 +35,7 @@ type Config struct {
 	Session        time.Duration // leader session TTL (10 s)
 	FullPass       time.Duration // level-triggered pass when nothing happens (10 s)
 	Tick           time.Duration // pass interval while a change is in progress (500 ms)
-	Grace          time.Duration // a host missing this long is dead (5 s)
+	Grace          time.Duration // a host missing this long is dead (4 s; see docs/scheduler.md)
 	MinReadyRouted time.Duration // routed unit published this long = ready (2 s)
 	MinReadyOther  time.Duration // other unit up this long = ready (10 s)
 	Deadline       time.Duration // per unit, after its image is pulled (120 s; DEIS_DEPLOY_TIMEOUT)
@@ -51,7 +51,10 @@ func (c *Config) defaults() {
 	set(&c.Session, 10*time.Second)
 	set(&c.FullPass, 10*time.Second)
 	set(&c.Tick, 500*time.Millisecond)
-	set(&c.Grace, 5*time.Second)
+	// The host key goes 6.7–10 s after an agent dies (keep-alives every
+	// TTL/3), so 4 s keeps a dead host's routes under 15 s; the 5 s of
+	// ../shared/CONTROL-PLANE.md would reach 15 s plus a pass at worst.
+	set(&c.Grace, 4*time.Second)
 	set(&c.MinReadyRouted, 2*time.Second)
 	set(&c.MinReadyOther, 10*time.Second)
 	set(&c.Deadline, 120*time.Second)
@@ -217,6 +220,11 @@ func (s *Scheduler) lead(ctx context.Context, f *fence) error {
 		var tick <-chan time.Time
 		if busy || err != nil {
 			tick = time.After(s.cfg.Tick)
+		} else if !p.wakeAt.IsZero() {
+			tick = time.After(time.Until(p.wakeAt))
+		}
+		if busy && !p.wakeAt.IsZero() && time.Until(p.wakeAt) < s.cfg.Tick {
+			tick = time.After(time.Until(p.wakeAt))
 		}
 		select {
 		case <-ctx.Done():
