@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -251,16 +252,20 @@ func (w *worker) retire(ctx context.Context, c runtime.Container, gone bool) {
 	if c.Running {
 		var ops []clientv3.Op
 		routed := w.cname.Routable()
-		if routed {
-			ops = append(ops, clientv3.OpDelete(keys.Service(w.cname.App, w.name)))
+		svc := keys.Service(w.cname.App, w.name)
+		// Only the route to this host's container: after a move the same
+		// unit name may be routed to its replacement on another host.
+		ours := clientv3.Compare(clientv3.Value(svc), "=", net.JoinHostPort(w.a.cfg.Host, strconv.Itoa(c.HostPort)))
+		if routed && c.HostPort > 0 {
+			ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{ours}, []clientv3.Op{clientv3.OpDelete(svc)}, nil))
 		}
 		data, _ := json.Marshal(st)
 		if err := w.a.ann.PutWith(ctx, keys.Status(w.a.cfg.Host, w.name), string(data), ops...); err != nil {
 			w.a.log.Warn("mark unit draining", "unit", w.name, "err", err)
-			if routed {
+			if routed && c.HostPort > 0 {
 				// Without the route deleted the router may still send
-				// requests here: keep trying, the wait below covers it.
-				_, _ = w.a.etcd.Delete(ctx, keys.Service(w.cname.App, w.name))
+				// requests here: try once more, the wait below covers it.
+				_, _ = w.a.etcd.Txn(ctx).If(ours).Then(clientv3.OpDelete(svc)).Commit()
 			}
 		}
 		w.lastStatus = string(data)

@@ -347,7 +347,9 @@ func (p *Publisher) untrack(ctx context.Context, id, why string) {
 	c.cancel()
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
 	defer cancel()
-	if err := p.ann.Delete(dctx, c.key); err != nil {
+	// Only our own route: after a move the same unit name may be published
+	// by another host, whose key must stay.
+	if err := p.ann.DeleteOwn(dctx, c.key); err != nil {
 		p.log.Warn("could not delete route; reconcile will retry", "key", c.key, "err", err)
 	}
 	if c.ready {
@@ -396,7 +398,7 @@ func (p *Publisher) publishWhenReady(ctx context.Context, c *container) {
 	p.mu.Unlock()
 	if !still {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
-		_ = p.ann.Delete(dctx, c.key)
+		_ = p.ann.DeleteOwn(dctx, c.key)
 		cancel()
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -514,5 +515,99 @@ func TestGarbageKeysAreSkipped(t *testing.T) {
 	}
 	if u := unitsOf(t, c, "victim"); len(u) != 1 {
 		t.Errorf("the app with an unreadable scale: units %v, want its one unit left running", u)
+	}
+}
+
+// TestConcurrentChangesConverge: releases and scales written at once from
+// several writers (a push, config changes, scale calls) end in the last
+// release at the last scale, with every host running exactly its units.
+func TestConcurrentChangesConverge(t *testing.T) {
+	t.Parallel()
+	c, _ := newCluster(t, hosts3...)
+	ctx := context.Background()
+	web := map[string]string{"web": "serve", "worker": "work"}
+	_, rev, _ := cptest.Release(ctx, c.Etcd, "app", "img:0", web, nil)
+	wait(t, c, "app", rev)
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Go(func() {
+			for i := 0; i < 5; i++ {
+				if _, _, err := cptest.Release(ctx, c.Etcd, "app", fmt.Sprintf("img:%d-%d", w, i), web, nil); err != nil {
+					t.Error(err)
+				}
+				if _, err := cptest.Scale(ctx, c.Etcd, "app", map[string]int{"web": 1 + (w+i)%4, "worker": (w + i) % 2}); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(time.Duration(50*(w+1)) * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	rev, _ = cptest.Scale(ctx, c.Etcd, "app", map[string]int{"web": 3, "worker": 1})
+	d := wait(t, c, "app", rev)
+	if d.State != unit.Succeeded {
+		t.Fatalf("after the storm: %+v", d)
+	}
+	cur, _ := c.Etcd.Get(ctx, keys.AppCurrentRelease("app"))
+	last := string(cur.Kvs[0].Value)
+	if last != "16" {
+		t.Errorf("release = %s, want 16 (1 + 15 written)", last)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		u := unitsOf(t, c, "app")
+		if len(u) != 4 {
+			return false
+		}
+		for name := range u {
+			if !strings.HasPrefix(name, "app_v"+last+".") {
+				return false
+			}
+		}
+		// On every host, the running containers are exactly its units.
+		for _, h := range hosts3 {
+			list, _ := c.RT.Host(h).List(ctx, h)
+			running := map[string]bool{}
+			for _, ct := range list {
+				if ct.Running {
+					running[ct.Name] = true
+				}
+			}
+			for name, uh := range u {
+				if uh == h && !running[name] {
+					return false
+				}
+			}
+			for name := range running {
+				if u[name] != h {
+					return false
+				}
+			}
+		}
+		return true
+	}, "the last release at the last scale, each host running exactly its units")
+}
+
+// TestReturningHostLeavesMovedRoutesAlone: a host that comes back after
+// its units moved stops its stale containers without touching the routes
+// of their replacements, which carry the same unit names.
+func TestReturningHostLeavesMovedRoutesAlone(t *testing.T) {
+	t.Parallel()
+	c, _ := newCluster(t, hosts3[:2]...)
+	ctx := context.Background()
+	_, rev, _ := cptest.Release(ctx, c.Etcd, "app", "img:1", map[string]string{"web": "serve"}, nil)
+	wait(t, c, "app", rev)
+	victim := unitsOf(t, c, "app")["app_v1.web.1"]
+	c.StopAgent(victim)
+	c.StopPublisher(victim)
+	testenv.Eventually(t, 15*time.Second, func() bool {
+		r := routesOf(t, c, "app")
+		return r["app_v1.web.1"] != "" && !strings.HasPrefix(r["app_v1.web.1"], victim+":")
+	}, "the unit routed on the other host")
+	moved := routesOf(t, c, "app")["app_v1.web.1"]
+	c.StartHost(victim, nil)
+	testenv.Eventually(t, 10*time.Second, func() bool { return c.RT.Running() == 1 }, "the returning host stopped its stale container")
+	time.Sleep(time.Second)
+	if r := routesOf(t, c, "app"); r["app_v1.web.1"] != moved {
+		t.Fatalf("route after the host returned: %v, want %s kept", r, moved)
 	}
 }

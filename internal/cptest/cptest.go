@@ -239,9 +239,11 @@ func (c *Cluster) publish(ctx context.Context, host string) {
 					}
 				}
 			}
-			for k := range mine {
+			for k, v := range mine {
 				if _, ok := want[k]; !ok {
-					if _, err := c.Etcd.Delete(ctx, k); err == nil {
+					// Only our own route, as the real publisher: a moved
+					// unit's name may be published by another host now.
+					if _, err := c.Etcd.Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", v)).Then(clientv3.OpDelete(k)).Commit(); err == nil {
 						delete(mine, k)
 					}
 				}

@@ -122,6 +122,24 @@ func (a *Announcer) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeleteOwn forgets key and deletes it from etcd only while it still holds
+// the value this announcer wrote. A key another writer took over since
+// (the same app container name published by another host after a move)
+// is left alone.
+func (a *Announcer) DeleteOwn(ctx context.Context, key string) error {
+	a.mu.Lock()
+	v, ok := a.desired[key]
+	delete(a.desired, key)
+	a.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if _, err := a.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(key), "=", v)).Then(clientv3.OpDelete(key)).Commit(); err != nil {
+		return fmt.Errorf("unannounce %s: %w", key, err)
+	}
+	return nil
+}
+
 // Keys returns a copy of the desired keys.
 func (a *Announcer) Keys() map[string]string {
 	a.mu.Lock()

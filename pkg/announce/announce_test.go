@@ -158,3 +158,44 @@ func TestDeletedKeyIsNotResurrected(t *testing.T) {
 		t.Fatal("deleted key was written again on the new lease")
 	}
 }
+
+// TestDeleteOwnLeavesAKeyTakenOver: DeleteOwn removes a key only while it
+// holds this announcer's value; one rewritten by another writer (a unit
+// published by another host after a move) stays. KeepOnExit leaves the
+// keys to the lease on shutdown.
+func TestDeleteOwnLeavesAKeyTakenOver(t *testing.T) {
+	t.Parallel()
+	e := testenv.StartEtcd(t)
+	cli := e.Client()
+	a := announce.New(cli, 5*time.Second, slog.New(slog.DiscardHandler))
+	a.KeepOnExit()
+	stop := run(t, a)
+	ctx := context.Background()
+	testenv.Eventually(t, 5*time.Second, func() bool { return a.Lease() != 0 }, "a lease")
+	if err := a.Put(ctx, "/k/mine", "10.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Put(ctx, "/k/moved", "10.0.0.1:2"); err != nil {
+		t.Fatal(err)
+	}
+	e.Put("/k/moved", "10.0.0.2:7") // another host took it over
+	if err := a.DeleteOwn(ctx, "/k/moved"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, ok := get(t, cli, "/k/moved"); !ok || v != "10.0.0.2:7" {
+		t.Errorf("a key taken over was deleted: %q %v", v, ok)
+	}
+	if err := a.DeleteOwn(ctx, "/k/mine"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := get(t, cli, "/k/mine"); ok {
+		t.Errorf("our own key survived DeleteOwn")
+	}
+	if err := a.Put(ctx, "/k/kept", "x"); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if _, lease, ok := get(t, cli, "/k/kept"); !ok || lease == 0 {
+		t.Errorf("KeepOnExit: the key went with the shutdown (%v, lease %x)", ok, lease)
+	}
+}
