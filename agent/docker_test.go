@@ -264,21 +264,22 @@ func (p *platform) get(app string) (int, string) {
 }
 
 // TestZeroDowntimeUnderLoad runs the control plane for real (Docker,
-// publishers, router) on two simulated hosts and keeps requests going
-// through the router during a deploy, a bad release, scale 1→3→1, a
+// publishers, router) on three simulated hosts, an app ready 3 s after its
+// start, and keeps requests going through the router (keep-alive and new
+// connections) during a deploy of web=3, a bad release, scale 1→5→1, a
 // rolling restart and a rollback: not one request may fail.
 func TestZeroDowntimeUnderLoad(t *testing.T) {
 	t.Parallel()
-	p := startPlatform(t, 2)
+	p := startPlatform(t, 3)
 	app := appOf(t)
-	web := map[string]string{"web": webCommand(1)}
+	web := map[string]string{"web": webCommand(3)}
 	_, rev := p.release(app, web, map[string]string{"VERSION": "1"})
 	if d := p.wait(app, rev); d.State != unit.Succeeded {
 		t.Fatalf("first deploy: %+v", d)
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool { code, body := p.get(app); return code == 200 && body == "v1" }, "the app answers v1 through the router")
-	if d := p.wait(app, p.scale(app, map[string]int{"web": 2})); d.State != unit.Succeeded {
-		t.Fatalf("scale to 2: %+v", d)
+	if d := p.wait(app, p.scale(app, map[string]int{"web": 3})); d.State != unit.Succeeded {
+		t.Fatalf("scale to 3: %+v", d)
 	}
 
 	t.Run("deploy", func(t *testing.T) {
@@ -296,11 +297,11 @@ func TestZeroDowntimeUnderLoad(t *testing.T) {
 				t.Errorf("answer %q is from neither release", b)
 			}
 		}
-		// 2 × (boot 1 s + minReady 1 s + drain 1 s) + 10 s.
-		if took > 16*time.Second {
+		// 3 × (boot 3 s + minReady 1 s + drain 1 s) + 10 s.
+		if took > 25*time.Second {
 			t.Errorf("deploy took %s", took)
 		}
-		t.Logf("deploy of 2 units took %s", took.Round(time.Millisecond))
+		t.Logf("deploy of 3 units took %s", took.Round(time.Millisecond))
 	})
 
 	t.Run("bad release", func(t *testing.T) {
@@ -321,14 +322,14 @@ func TestZeroDowntimeUnderLoad(t *testing.T) {
 		}, "no container of the failed release left")
 	})
 
-	t.Run("scale 1-3-1", func(t *testing.T) {
+	t.Run("scale 1-5-1", func(t *testing.T) {
 		l := p.startLoad(app)
-		for _, n := range []int{1, 3, 1} {
+		for _, n := range []int{1, 5, 1} {
 			if d := p.wait(app, p.scale(app, map[string]int{"web": n})); d.State != unit.Succeeded {
 				t.Fatalf("scale to %d: %+v", n, d)
 			}
 		}
-		l.finish(t, "scale 1→3→1")
+		l.finish(t, "scale 1→5→1")
 	})
 
 	t.Run("restart", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -79,7 +80,10 @@ func (w *worker) run(ctx context.Context) {
 			continue
 		}
 		if next <= 0 {
-			next = w.a.cfg.Reconcile
+			// Docker events wake the worker on every change, and a resync
+			// after a reconnect wakes them all: the idle look is only a
+			// safety net, spread so that 100 units do not inspect at once.
+			next = 3*w.a.cfg.Reconcile + time.Duration(rand.Int64N(int64(w.a.cfg.Reconcile)))
 		}
 		t := time.NewTimer(next)
 		select {

@@ -50,9 +50,34 @@ func main() {
 	idle := flag.Duration("idle", time.Minute, "quiet period over which etcd writes and agent CPU are measured")
 	bin := flag.String("bin", "bin", "directory of the built binaries")
 	out := flag.String("out", "bench/out", "where scheduler.md and scheduler.csv go")
+	soakFor := flag.Duration("soak", 0, "run only the chaos soak, this long (CONTROL-PLANE.md row 16)")
+	etcdPid := flag.Int("etcd-pid", 0, "pid of the etcd process, frozen now and then by the soak")
 	flag.Parse()
 	cli, err := etcdutil.Connect([]string{*etcd})
 	must(err)
+	if *soakFor > 0 {
+		seed := uint64(time.Now().UnixNano())
+		start := time.Now()
+		ops, violations := soak(cli, *etcdPid, *soakFor, seed)
+		report := fmt.Sprintf("\n### Chaos soak\n\n%s of random operations and faults (seed %d): %v. Invariants (checked every 2 s, a violation counted when it holds over three checks, and at the end): every route backed by a running, non-draining container; no deploy running without progress for 60 s; every change reaching an outcome after the chaos; on each host the running containers equal its units; no orphan after every app is destroyed.\n\n", time.Since(start).Round(time.Second), seed, ops)
+		if len(violations) == 0 {
+			report += "Violations: none.\n"
+		} else {
+			report += fmt.Sprintf("Violations (%d):\n\n", len(violations))
+			for _, v := range violations {
+				report += "- " + v + "\n"
+			}
+		}
+		fmt.Print(report)
+		f, err := os.OpenFile(filepath.Join(*out, "scheduler.md"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		must(err)
+		_, _ = f.WriteString(report)
+		f.Close()
+		if len(violations) > 0 {
+			os.Exit(1)
+		}
+		return
+	}
 	log := slog.New(slog.DiscardHandler)
 	var md strings.Builder
 	var csv strings.Builder

@@ -188,7 +188,7 @@ func (c *Cluster) publish(ctx context.Context, host string) {
 	mine := map[string]string{}
 	for ctx.Err() == nil {
 		if lease == 0 {
-			g, err := c.Etcd.Grant(ctx, 5)
+			g, err := c.Etcd.Grant(ctx, 20) // the real publisher's TTL
 			if err == nil {
 				lease = g.ID
 				mine = map[string]string{}
