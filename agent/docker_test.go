@@ -387,7 +387,6 @@ func (p *platform) containerIDs(app string) map[string]string {
 	return out
 }
 
-
 // TestRunUnits: `deis run` as a run unit on a real engine: output and exit
 // code come back, output is capped at its last 1 MiB, a client that leaves
 // gets its container killed, and run units are never routed.

@@ -51,7 +51,7 @@ type Publisher struct {
 	ann    *announce.Announcer
 	// view mirrors /deis/services/ and /deis/config/ (version gating, health
 	// URLs) and this host's unit assignments and statuses (agent units).
-	view *etcdwatch.Watcher
+	view   *etcdwatch.Watcher
 	events *dockerx.Watcher
 	Health *health.Registry
 	reg    prometheus.Registerer
@@ -99,7 +99,7 @@ func New(cfg Config, dcli *docker.Client, ecli *clientv3.Client, log *slog.Logge
 	}
 	p := &Publisher{
 		cfg: cfg, docker: dcli, etcd: ecli, log: log, reg: reg,
-		ann:     announce.New(ecli, cfg.TTL, log),
+		ann: announce.New(ecli, cfg.TTL, log),
 		view: etcdwatch.New(ecli, []string{keys.ServicesPrefix, keys.ConfigPrefix,
 			keys.UnitsHostPrefix(cfg.Host), keys.StatusHostPrefix(cfg.Host)}, etcdwatch.Options{Logger: log}),
 		Health:  &health.Registry{},

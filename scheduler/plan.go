@@ -236,7 +236,9 @@ func (p *planner) app(ctx context.Context, st *state, name string, loads []*host
 			}
 		}
 	}
-	sort.Slice(live, func(i, j int) bool { return live[i].host+live[i].spec.Name().String() < live[j].host+live[j].spec.Name().String() })
+	sort.Slice(live, func(i, j int) bool {
+		return live[i].host+live[i].spec.Name().String() < live[j].host+live[j].spec.Name().String()
+	})
 	for _, u := range lost {
 		plan.del(keys.Unit(u.host, u.spec.Name().String()))
 		if addr, ok := st.services[name][u.spec.Name().String()]; ok {

@@ -99,4 +99,3 @@ func RunOnce(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID, 
 		}
 	}
 }
-
