@@ -117,6 +117,7 @@ type Agent struct {
 	workers map[string]*worker            // by unit name
 	byID    map[string]string             // container id → unit name
 	running map[string]context.CancelFunc // one-off runs by unit name
+	runDone chan struct{}                 // a run ended
 	wg      sync.WaitGroup
 	badSpec map[string]string // unit → last bad value logged
 
@@ -141,6 +142,7 @@ func New(cfg Config, rt runtime.Runtime, ecli *clientv3.Client, log *slog.Logger
 		units:   etcdwatch.New(ecli, []string{keys.UnitsHostPrefix(cfg.Host)}, etcdwatch.Options{Logger: log}),
 		runs:    etcdwatch.New(ecli, []string{keys.RunsPrefix}, etcdwatch.Options{Logger: log}),
 		running: map[string]context.CancelFunc{},
+		runDone: make(chan struct{}, 1),
 		Health:  &health.Registry{},
 		workers: map[string]*worker{},
 		byID:    map[string]string{},

@@ -420,7 +420,9 @@ func TestRunUnits(t *testing.T) {
 		{"echo failing; exit 3", 3, "failing\n", false},
 		{"head -c 1500000 /dev/zero | tr '\\0' a", 0, strings.Repeat("a", unit.MaxRunOutput), true},
 	} {
-		res, err := scheduler.RunOnce(ctx, p.cli, lease.ID, app, rel, tc.cmd)
+		rctx, cancel := context.WithTimeout(ctx, time.Minute) // a lost run fails here, not at the test timeout
+		res, err := scheduler.RunOnce(rctx, p.cli, lease.ID, app, rel, tc.cmd)
+		cancel()
 		if err != nil {
 			t.Fatalf("run %q: %v", tc.cmd, err)
 		}

@@ -25,12 +25,23 @@ var errAbandoned = errors.New("the run's client left")
 // runLoop starts the one-off runs assigned to this host and kills those
 // whose key went away (the client left, or its replica died).
 func (a *Agent) runLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.Reconcile)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case snap := <-a.runs.Updates():
 			a.reconcileRuns(ctx, snap)
+		case <-a.runDone:
+			// A run ended: one of the same name may be waiting for it.
+			if snap := a.runs.Snapshot(); snap != nil {
+				a.reconcileRuns(ctx, snap)
+			}
+		case <-t.C:
+			if snap := a.runs.Snapshot(); snap != nil {
+				a.reconcileRuns(ctx, snap)
+			}
 		}
 	}
 }
@@ -66,6 +77,10 @@ func (a *Agent) reconcileRuns(ctx context.Context, snap *etcdwatch.Snapshot) {
 					a.mu.Lock()
 					delete(a.running, name)
 					a.mu.Unlock()
+					select {
+					case a.runDone <- struct{}{}:
+					default:
+					}
 				}()
 				a.run(rctx, r)
 			})

@@ -86,7 +86,7 @@ func TestL8IdlePushReleasesTheLock(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { return !lockHeld() }, "an idle push still holds the lock")
 	dir := v.repo(map[string]string{"Dockerfile": "FROM " + testenv.BusyboxImage + "\nCMD [\"true\"]\n"})
 	cleanupImages(t, app)
-	if out, err := v.gitErr(dir, alice, "push", v.remote(app), "master"); err != nil || !strings.Contains(out, app+":v1 deployed") {
+	if out, err := v.gitErr(dir, alice, "push", v.remote(app), "master"); err != nil || !strings.Contains(out, app+":v1 released") {
 		t.Fatalf("push after the idle one: %v\n%s", err, out)
 	}
 }
@@ -138,7 +138,7 @@ func TestL9DeclinedPushesDoNotPileUp(t *testing.T) {
 	}
 	// A good build runs under the memory and CPU limits.
 	good := v.repo(map[string]string{"Dockerfile": "FROM " + testenv.BusyboxImage + "\nRUN echo built\nCMD [\"true\"]\n"})
-	if out, err := v.gitErr(good, alice, "push", "--force", v.remote(app), "master"); err != nil || !strings.Contains(out, "deployed") {
+	if out, err := v.gitErr(good, alice, "push", "--force", v.remote(app), "master"); err != nil || !strings.Contains(out, "released") {
 		t.Fatalf("a good push with build limits: %v\n%s", err, out)
 	}
 	// Over --max-push-size: git refuses the pack.

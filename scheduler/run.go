@@ -43,7 +43,9 @@ func RunOnce(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID, 
 		if err != nil {
 			return unit.RunResult{}, fmt.Errorf("list runs of %s: %w", app, err)
 		}
-		k := 1
+		// Never reuse a number soon: an agent may still be cleaning up the
+		// previous run of that name. The store's revision only grows.
+		k := int(existing.Header.Revision%999_999_999) + 1
 		for _, kv := range existing.Kvs {
 			rest := strings.TrimPrefix(string(kv.Key), keys.RunsAppPrefix(app))
 			if c, err := keys.ParseContainerName(strings.SplitN(rest, "/", 2)[0]); err == nil && c.Num >= k {
