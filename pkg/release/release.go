@@ -125,6 +125,19 @@ var ErrConflict = errors.New("the app kept changing; gave up after 20 attempts")
 // nobody released meanwhile; otherwise it reads again (at most 20 times).
 // build may return an error to stop (it is returned as is).
 func Write(ctx context.Context, cli *clientv3.Client, app string, build func(current *Release, config map[string]string) (*Release, error)) (*Release, error) {
+	rel, _, err := WriteWith(ctx, cli, app, func(cur *Release, config map[string]string) (*Release, []clientv3.Op, error) {
+		r, err := build(cur, config)
+		return r, nil, err
+	})
+	return rel, err
+}
+
+// WriteWith is Write where build may also return operations committed in
+// the same transaction (the controller rewrites /deis/config/<app>/ with
+// the release, so the live config always matches it). It also returns the
+// revision the release landed at: a deploy record with a rev at least this
+// covers it.
+func WriteWith(ctx context.Context, cli *clientv3.Client, app string, build func(current *Release, config map[string]string) (*Release, []clientv3.Op, error)) (*Release, int64, error) {
 	cur := keys.AppCurrentRelease(app)
 	for attempt := 0; attempt < 20; attempt++ {
 		resp, err := cli.Txn(ctx).Then(
@@ -133,7 +146,7 @@ func Write(ctx context.Context, cli *clientv3.Client, app string, build func(cur
 			clientv3.OpGet(keys.ConfigPrefixFor(app), clientv3.WithPrefix()),
 		).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("read the releases of %s: %w", app, err)
+			return nil, 0, fmt.Errorf("read the releases of %s: %w", app, err)
 		}
 		var curRev int64
 		var current *Release
@@ -141,11 +154,11 @@ func Write(ctx context.Context, cli *clientv3.Client, app string, build func(cur
 			curRev = kvs[0].ModRevision
 			n, err := strconv.Atoi(strings.TrimSpace(string(kvs[0].Value)))
 			if err != nil || n < 0 {
-				return nil, fmt.Errorf("%s holds %q, not a release number", cur, kvs[0].Value)
+				return nil, 0, fmt.Errorf("%s holds %q, not a release number", cur, kvs[0].Value)
 			}
 			if n > 0 {
 				if current, err = Get(ctx, cli, app, n); err != nil {
-					return nil, err
+					return nil, 0, err
 				}
 			}
 		}
@@ -160,9 +173,9 @@ func Write(ctx context.Context, cli *clientv3.Client, app string, build func(cur
 			name := strings.TrimPrefix(string(kv.Key), keys.ConfigPrefixFor(app))
 			config[strings.ToUpper(name)] = string(kv.Value)
 		}
-		rel, err := build(current, config)
+		rel, extra, err := build(current, config)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		rel.Version = maxV + 1
 		if rel.Created.IsZero() {
@@ -170,7 +183,7 @@ func Write(ctx context.Context, cli *clientv3.Client, app string, build func(cur
 		}
 		data, err := json.Marshal(rel)
 		if err != nil {
-			return nil, fmt.Errorf("encode release: %w", err)
+			return nil, 0, fmt.Errorf("encode release: %w", err)
 		}
 		next := keys.AppRelease(app, rel.Version)
 		cmp := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(next), "=", 0)}
@@ -179,17 +192,16 @@ func Write(ctx context.Context, cli *clientv3.Client, app string, build func(cur
 		} else {
 			cmp = append(cmp, clientv3.Compare(clientv3.ModRevision(cur), "=", curRev))
 		}
-		tx, err := cli.Txn(ctx).If(cmp...).
-			Then(clientv3.OpPut(next, string(data)), clientv3.OpPut(cur, strconv.Itoa(rel.Version))).
-			Commit()
+		ops := append([]clientv3.Op{clientv3.OpPut(next, string(data)), clientv3.OpPut(cur, strconv.Itoa(rel.Version))}, extra...)
+		tx, err := cli.Txn(ctx).If(cmp...).Then(ops...).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("write release v%d of %s: %w", rel.Version, app, err)
+			return nil, 0, fmt.Errorf("write release v%d of %s: %w", rel.Version, app, err)
 		}
 		if tx.Succeeded {
-			return rel, nil
+			return rel, tx.Header.Revision, nil
 		}
 	}
-	return nil, fmt.Errorf("write a release of %s: %w", app, ErrConflict)
+	return nil, 0, fmt.Errorf("write a release of %s: %w", app, ErrConflict)
 }
 
 // Get reads release v<n> of app.
