@@ -215,10 +215,12 @@ func (c *converger) restart() (done bool, cause string) {
 			surge = &c.live[i]
 			continue
 		}
+		// Every unit of the type counts for the surge's number, not only
+		// those restarted: restarting web.1 of three must not reuse web.2.
+		maxNum[u.spec.Type] = max(maxNum[u.spec.Type], u.spec.Num, c.scale[u.spec.Type])
 		if r.Type != "" && u.spec.Type != r.Type || r.Num != 0 && u.spec.Num != r.Num {
 			continue
 		}
-		maxNum[u.spec.Type] = max(maxNum[u.spec.Type], u.spec.Num)
 		if u.spec.Generation < c.gen {
 			todo = append(todo, u)
 		} else if !c.p.ready(c.st, u, c.now) {
