@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/deis/dataplane/agent/runtime"
@@ -37,9 +38,15 @@ type env struct {
 	cli *clientv3.Client
 	c   *cptest.Cluster
 	url string
+	log *slog.Logger         // the controller's, when a test reads it
+	reg *prometheus.Registry // the controller's metrics, when a test reads them
 }
 
-func start(t *testing.T) *env {
+func start(t *testing.T) *env { return startCfg(t, nil) }
+
+// startCfg starts an env; tune may change the controller's config (it
+// runs after the etcd and control plane are up, before the API starts).
+func startCfg(t *testing.T, tune func(*env, *controller.Config)) *env {
 	t.Helper()
 	e := testenv.StartEtcd(t)
 	cli := e.Client()
@@ -69,10 +76,23 @@ func start(t *testing.T) *env {
 		for range ka {
 		}
 	}()
-	api := controller.New(controller.Config{LockWait: time.Second, DeployWait: 15 * time.Second}, cli, func() clientv3.LeaseID { return lease.ID }, log, nil)
+	v := &env{t: t, e: e, cli: cli, c: c}
+	cfg := controller.Config{LockWait: time.Second, DeployWait: 15 * time.Second}
+	if tune != nil {
+		tune(v, &cfg)
+	}
+	if v.log != nil {
+		log = v.log
+	}
+	var reg prometheus.Registerer // nil unless a test reads the metrics
+	if v.reg != nil {
+		reg = v.reg
+	}
+	api := controller.New(cfg, cli, func() clientv3.LeaseID { return lease.ID }, log, reg)
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	return &env{t: t, e: e, cli: cli, c: c, url: srv.URL}
+	v.url = srv.URL
+	return v
 }
 
 type answer struct {
