@@ -21,6 +21,7 @@ import (
 	docker "github.com/fsouza/go-dockerclient"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/deis/dataplane/pkg/events"
 	"github.com/deis/dataplane/pkg/keys"
 	"github.com/deis/dataplane/pkg/release"
 )
@@ -183,6 +184,7 @@ func (p *push) build(req *hookRequest, sha string, out io.Writer) (kind string, 
 	if err != nil {
 		return "", 0, step("release", err)
 	}
+	events.Send(p.b.etcd, p.app, rel.Summary) // "alice deployed 060da68" in the app's log
 	p.prune(ctx)
 	if err := p.awaitDeploy(rel.Version, rev, out); err != nil {
 		return "", rel.Version, step("deploy", err)

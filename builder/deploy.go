@@ -10,6 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/deis/dataplane/pkg/events"
 	"github.com/deis/dataplane/pkg/keys"
 	"github.com/deis/dataplane/pkg/unit"
 	"github.com/deis/dataplane/scheduler"
@@ -55,6 +56,7 @@ func (p *push) awaitDeploy(version int, rev int64, out io.Writer) error {
 		if d.From.Release > 0 && d.From.Release != version {
 			fmt.Fprintf(out, "!      %s keeps serving v%d\n", p.app, d.From.Release)
 		}
+		events.Send(p.b.etcd, p.app, fmt.Sprintf("deploy of v%d failed: %s", version, d.Msg))
 		return fmt.Errorf("v%d failed to deploy: %s", version, firstLine(d.Msg))
 	}
 	fmt.Fprintf(out, "done, %s:v%d deployed to Deis\n%s", p.app, version, url)

@@ -54,10 +54,10 @@ func (q *request) setConfig() {
 		return
 	}
 	var in struct {
-		Values map[string]*string `json:"values"`
-		Memory map[string]*string `json:"memory"`
+		Values map[string]*string      `json:"values"`
+		Memory map[string]*string      `json:"memory"`
 		CPU    map[string]*json.Number `json:"cpu"`
-		Tags   map[string]*string `json:"tags"`
+		Tags   map[string]*string      `json:"tags"`
 	}
 	if err := q.decode(&in); err != nil {
 		q.fail(err)

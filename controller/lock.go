@@ -3,15 +3,13 @@ package controller
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/deis/dataplane/pkg/events"
 	"github.com/deis/dataplane/pkg/keys"
-	"github.com/deis/dataplane/pkg/syslog/format"
 )
 
 // lock takes /deis/locks/app/<app> for op on this replica's lease, waiting
@@ -58,38 +56,5 @@ func (q *request) lock(app, op string) (unlock func(), ok bool) {
 	}
 }
 
-// event sends a lifecycle line to the announced logger as syslog, APP-NAME
-// the app and PROCID deis-controller, so `deis logs` shows
-// "myapp[deis-controller]: alice scaled containers web=3". It never blocks
-// the call: one UDP datagram, sent in the background.
-func (s *Server) event(app, text string) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		resp, err := s.etcd.Txn(ctx).Then(clientv3.OpGet(keys.LogsHost), clientv3.OpGet(keys.LogsPort)).Commit()
-		if err != nil {
-			return
-		}
-		h, p := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs
-		if len(h) == 0 {
-			return
-		}
-		port := 514
-		if len(p) > 0 {
-			if n, err := strconv.Atoi(string(p[0].Value)); err == nil {
-				port = n
-			}
-		}
-		msg := format.AppendRFC5424(nil, &format.Message{Priority: format.PriStdout, Time: time.Now(), Host: "deis-controller", App: app, ProcID: "deis-controller", Text: []byte(text)})
-		conn, err := net.DialTimeout("udp", net.JoinHostPort(string(h[0].Value), strconv.Itoa(port)), time.Second)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		_, _ = conn.Write(msg)
-	}()
-
-}
-
-
-
+// event tells the app's log what a user did (pkg/events).
+func (s *Server) event(app, text string) { events.Send(s.etcd, app, text) }
