@@ -44,6 +44,10 @@ type Config struct {
 	DeployWait time.Duration
 }
 
+// MaxBody bounds a request body (a certificate chain with its key is the
+// largest thing sent); more is refused with 413.
+const MaxBody = 1 << 20
+
 // Server is the API. Create with New; it is an http.Handler.
 type Server struct {
 	cfg   Config
@@ -296,9 +300,14 @@ func (q *request) noContent() {
 
 // decode reads the JSON body into v; an empty body leaves v as it is.
 func (q *request) decode(v any) error {
-	body := http.MaxBytesReader(q.w, q.r.Body, 1<<20)
+	body := http.MaxBytesReader(q.w, q.r.Body, MaxBody)
 	dec := json.NewDecoder(body)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+	err := dec.Decode(v)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return detailErr(http.StatusRequestEntityTooLarge, fmt.Sprintf("The request body is larger than %d bytes.", MaxBody))
+	case err != nil && !errors.Is(err, io.EOF):
 		return detailErr(http.StatusBadRequest, "JSON parse error - "+err.Error())
 	}
 	return nil
