@@ -286,8 +286,10 @@ func (a *Agent) reconcile(ctx context.Context, snap *etcdwatch.Snapshot) {
 			continue // carries our host label but is not a unit: not ours to touch
 		}
 		if cn.Type == unit.TypeRun {
-			if a.running[c.Name] == nil && !c.Running {
-				_ = a.rt.Remove(ctx, c.ID) // left by an agent that stopped mid-run
+			// A run container nobody runs or waits for (left by an agent
+			// that stopped mid-run, or whose client left meanwhile) goes.
+			if a.running[c.Name] == nil && !a.runWanted(cn) {
+				_ = a.rt.Remove(ctx, c.ID)
 			}
 			continue
 		}
@@ -379,4 +381,14 @@ func (a *Agent) releaseOf(ctx context.Context, app string, v int) (*release.Rele
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return release.Get(rctx, a.etcd, app, v)
+}
+
+// runWanted reports whether a run unit's key still exists.
+func (a *Agent) runWanted(c keys.ContainerName) bool {
+	snap := a.runs.Snapshot()
+	if snap == nil {
+		return true // not known yet: keep it
+	}
+	_, ok := snap.Get(keys.RunUnit(c.App, c.String()))
+	return ok
 }

@@ -164,12 +164,17 @@ func (a *Agent) startRun(ctx context.Context, r unit.Run) (string, error) {
 	if old, err := a.rt.Inspect(ctx, name); err == nil {
 		_ = a.rt.Remove(ctx, old.ID)
 	}
-	id, err := a.rt.Create(ctx, runtime.RunSpec{Name: name, Image: r.Image, Command: r.Command, Env: env, Labels: labels})
+	// Create and start are not cut short by the client leaving: the engine
+	// may have made the container already, and an error then would leave
+	// it behind. The caller's loop kills it if the client is gone.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	id, err := a.rt.Create(dctx, runtime.RunSpec{Name: name, Image: r.Image, Command: r.Command, Env: env, Labels: labels})
 	if err != nil {
 		return "", err
 	}
-	if err := a.rt.Start(ctx, id); err != nil {
-		_ = a.rt.Remove(context.WithoutCancel(ctx), id)
+	if err := a.rt.Start(dctx, id); err != nil {
+		_ = a.rt.Remove(dctx, id)
 		return "", err
 	}
 	return id, nil
