@@ -89,6 +89,10 @@ func startCfg(t *testing.T, tune func(*env, *controller.Config)) *env {
 		reg = v.reg
 	}
 	api := controller.New(cfg, cli, func() clientv3.LeaseID { return lease.ID }, log, reg)
+	// The mirror runs as in production: calls authenticate from it.
+	mctx, stopMirror := context.WithCancel(context.Background())
+	t.Cleanup(stopMirror)
+	go func() { _ = api.Run(mctx) }()
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	v.url = srv.URL

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/deis/dataplane/pkg/keys"
@@ -44,8 +45,17 @@ func (s *Server) loadApp(ctx context.Context, name string) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read app %s: %w", name, err)
 	}
+	a := parseApp(name, resp.Kvs)
+	if a == nil {
+		return nil, errNotFound
+	}
+	return a, nil
+}
+
+// parseApp builds an app from its keys; nil when it has no owner.
+func parseApp(name string, kvs []*mvccpb.KeyValue) *app {
 	a := &app{name: name, releases: map[int]*release.Release{}, failed: map[int]string{}}
-	for _, kv := range resp.Kvs {
+	for _, kv := range kvs {
 		rest := strings.TrimPrefix(string(kv.Key), keys.AppPrefix(name))
 		switch {
 		case rest == "owner":
@@ -67,7 +77,7 @@ func (s *Server) loadApp(ctx context.Context, name string) (*app, error) {
 		}
 	}
 	if a.owner == "" {
-		return nil, errNotFound
+		return nil
 	}
 	sort.Strings(a.perms)
 	if r := a.releases[1]; r != nil {
@@ -80,7 +90,7 @@ func (s *Server) loadApp(ctx context.Context, name string) (*app, error) {
 	if a.scale == nil {
 		a.scale = release.Scale{}
 	}
-	return a, nil
+	return a
 }
 
 func (a *app) rel() *release.Release { return a.releases[a.current] }
@@ -141,38 +151,93 @@ func (q *request) appView(a *app) map[string]any {
 	}
 }
 
+// listApps lists the apps the caller owns or shares (admins: all). It
+// reads every app's owner in batches, then builds only the page asked for.
 func (q *request) listApps() {
-	resp, err := q.s.etcd.Get(q.ctx, keys.AppsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	names, err := q.s.visibleApps(q.ctx, q.user)
 	if err != nil {
 		q.fail(err)
 		return
 	}
-	names := map[string]bool{}
-	for _, kv := range resp.Kvs {
-		name, rest, err := keys.ParseAppKey(string(kv.Key))
+	q.pageOf(len(names), func(from, to int) ([]any, error) {
+		apps, err := q.s.loadApps(q.ctx, names[from:to])
 		if err != nil {
-			continue
+			return nil, err
 		}
-		if rest == "owner" || rest == "perms/"+q.user.Username {
-			names[name] = true
-		}
-	}
-	var sorted []string
-	for n := range names {
-		sorted = append(sorted, n)
-	}
-	sort.Strings(sorted)
-	var items []any
-	for _, n := range sorted {
-		a, err := q.s.loadApp(q.ctx, n)
-		if err != nil {
-			continue
-		}
-		if q.user.Admin || a.owner == q.user.Username || a.isCollaborator(q.user.Username) {
+		items := make([]any, 0, len(apps))
+		for _, a := range apps {
 			items = append(items, q.appView(a))
 		}
+		return items, nil
+	})
+}
+
+// txnBatch stays under etcd's default limit of 128 operations per txn.
+const txnBatch = 100
+
+// visibleApps returns, sorted, the apps u owns or shares (every app for an
+// admin).
+func (s *Server) visibleApps(ctx context.Context, u *User) ([]string, error) {
+	resp, err := s.etcd.Get(ctx, keys.AppsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("list apps: %w", err)
 	}
-	q.page(items)
+	all, shared := []string{}, map[string]bool{}
+	for _, kv := range resp.Kvs {
+		name, rest, err := keys.ParseAppKey(string(kv.Key))
+		switch {
+		case err != nil:
+		case rest == "owner":
+			all = append(all, name)
+		case rest == "perms/"+u.Username:
+			shared[name] = true
+		}
+	}
+	sort.Strings(all)
+	if u.Admin {
+		return all, nil
+	}
+	var out []string
+	for i := 0; i < len(all); i += txnBatch {
+		batch := all[i:min(i+txnBatch, len(all))]
+		ops := make([]clientv3.Op, len(batch))
+		for j, name := range batch {
+			ops[j] = clientv3.OpGet(keys.AppOwner(name))
+		}
+		tr, err := s.etcd.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("read app owners: %w", err)
+		}
+		for j, name := range batch {
+			kvs := tr.Responses[j].GetResponseRange().Kvs
+			if shared[name] || (len(kvs) > 0 && string(kvs[0].Value) == u.Username) {
+				out = append(out, name)
+			}
+		}
+	}
+	return out, nil
+}
+
+// loadApps reads several apps in as few round trips as etcd allows.
+func (s *Server) loadApps(ctx context.Context, names []string) ([]*app, error) {
+	var out []*app
+	for i := 0; i < len(names); i += txnBatch {
+		batch := names[i:min(i+txnBatch, len(names))]
+		ops := make([]clientv3.Op, len(batch))
+		for j, name := range batch {
+			ops[j] = clientv3.OpGet(keys.AppPrefix(name), clientv3.WithPrefix())
+		}
+		tr, err := s.etcd.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("read apps: %w", err)
+		}
+		for j, name := range batch {
+			if a := parseApp(name, tr.Responses[j].GetResponseRange().Kvs); a != nil {
+				out = append(out, a)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Generated app names: adjective-noun, as v1's.

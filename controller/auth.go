@@ -97,6 +97,9 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (*User, erro
 		return nil, errNoToken
 	}
 	hash := hashToken(strings.TrimSpace(tok))
+	if u, ok := s.mirroredUser(hash); ok {
+		return u, nil
+	}
 	resp, err := s.etcd.Get(ctx, keys.Token(hash))
 	if err != nil {
 		return nil, fmt.Errorf("look up the token: %w", err)
@@ -133,13 +136,17 @@ func (s *Server) revokeTokens(ctx context.Context, user string) error {
 	if err != nil {
 		return fmt.Errorf("list tokens: %w", err)
 	}
+	rev := resp.Header.Revision
 	for _, kv := range resp.Kvs {
 		if string(kv.Value) == user {
-			if _, err := s.etcd.Delete(ctx, string(kv.Key)); err != nil {
+			d, err := s.etcd.Delete(ctx, string(kv.Key))
+			if err != nil {
 				return fmt.Errorf("revoke a token: %w", err)
 			}
+			rev = d.Header.Revision
 		}
 	}
+	s.waitMirror(ctx, rev)
 	return nil
 }
 
@@ -375,10 +382,12 @@ func (q *request) regenerate() {
 			q.fail(errForbidden)
 			return
 		}
-		if _, err := s.etcd.Delete(q.ctx, keys.TokensPrefix, clientv3.WithPrefix()); err != nil {
+		d, err := s.etcd.Delete(q.ctx, keys.TokensPrefix, clientv3.WithPrefix())
+		if err != nil {
 			q.fail(err)
 			return
 		}
+		s.waitMirror(q.ctx, d.Header.Revision)
 		q.json(http.StatusOK, map[string]string{"token": ""})
 		return
 	case in.Username != "" && in.Username != q.user.Username:
@@ -501,10 +510,12 @@ func (q *request) setAdmin(on bool) {
 	if on {
 		op = clientv3.OpPut(keys.Admin(u.Username), "true")
 	}
-	if _, err := q.s.etcd.Txn(q.ctx).Then(op, clientv3.OpPut(keys.User(u.Username), string(data))).Commit(); err != nil {
+	tr, err := q.s.etcd.Txn(q.ctx).Then(op, clientv3.OpPut(keys.User(u.Username), string(data))).Commit()
+	if err != nil {
 		q.fail(err)
 		return
 	}
+	q.s.waitMirror(q.ctx, tr.Header.Revision)
 	if on {
 		q.json(http.StatusCreated, nil)
 		return

@@ -17,12 +17,14 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/deis/dataplane/pkg/etcdwatch"
 	"github.com/deis/dataplane/pkg/keys"
 )
 
@@ -56,6 +58,9 @@ type Server struct {
 	lease func() clientv3.LeaseID
 	limit *loginLimiter
 	m     metrics
+	// mirror is the watched copy of tokens, users, admins and the platform
+	// domain while Run runs (nil otherwise).
+	mirror atomic.Pointer[etcdwatch.Watcher]
 	now   func() time.Time
 }
 
@@ -316,6 +321,12 @@ func (q *request) decode(v any) error {
 // page answers a paginated list: page_size (default 100), page (from 1),
 // and {count, next, previous, results} with absolute URLs.
 func (q *request) page(items []any) {
+	q.pageOf(len(items), func(from, to int) ([]any, error) { return items[from:to], nil })
+}
+
+// pageOf is page for a list of total items of which only the page asked
+// for is built (fetch gets [from, to)): a list of 1,000 apps loads 100.
+func (q *request) pageOf(total int, fetch func(from, to int) ([]any, error)) {
 	size, page := 100, 1
 	if v := q.r.URL.Query().Get("page_size"); v != "" {
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {
@@ -324,13 +335,13 @@ func (q *request) page(items []any) {
 	}
 	if v := q.r.URL.Query().Get("page"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || (n-1)*size >= max(len(items), 1) {
+		if err != nil || n < 1 || (n-1)*size >= max(total, 1) {
 			q.fail(detailErr(http.StatusNotFound, "Invalid page."))
 			return
 		}
 		page = n
 	}
-	from, to := (page-1)*size, min(page*size, len(items))
+	from, to := min((page-1)*size, total), min(page*size, total)
 	link := func(p int) any {
 		u := *q.r.URL
 		v := u.Query()
@@ -343,17 +354,21 @@ func (q *request) page(items []any) {
 		return scheme + "://" + q.r.Host + u.RequestURI()
 	}
 	var next, prev any
-	if to < len(items) {
+	if to < total {
 		next = link(page + 1)
 	}
 	if page > 1 {
 		prev = link(page - 1)
 	}
-	results := items[from:to]
+	results, err := fetch(from, to)
+	if err != nil {
+		q.fail(err)
+		return
+	}
 	if results == nil {
 		results = []any{}
 	}
-	q.json(http.StatusOK, map[string]any{"count": len(items), "next": next, "previous": prev, "results": results})
+	q.json(http.StatusOK, map[string]any{"count": total, "next": next, "previous": prev, "results": results})
 }
 
 // Dates are served as v1 did: 2014-01-01T00:00:00UTC.
@@ -366,6 +381,10 @@ func uuidOf(key string) string { return uuid.NewSHA1(uuid.NameSpaceURL, []byte("
 
 // platformDomain is /deis/platform/domain, "" when unset.
 func (s *Server) platformDomain(ctx context.Context) string {
+	if snap := s.snapshot(); snap != nil {
+		v, _ := snap.Get(keys.PlatformDomain)
+		return strings.TrimSpace(v)
+	}
 	resp, err := s.etcd.Get(ctx, keys.PlatformDomain)
 	if err != nil || len(resp.Kvs) == 0 {
 		return ""

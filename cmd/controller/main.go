@@ -70,6 +70,7 @@ func run() int {
 	g.Go(func() error { return admin.Auth.Watch(gctx, ecli) })
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return lease.Run(gctx) })
+	g.Go(func() error { return api.Run(gctx) })
 	err = g.Wait()
 	if ctx.Err() != nil {
 		err = context.Canceled
