@@ -154,6 +154,37 @@ func (q *request) appView(a *app) map[string]any {
 // listApps lists the apps the caller owns or shares (admins: all). It
 // reads every app's owner in batches, then builds only the page asked for.
 func (q *request) listApps() {
+	// From the mirror when it runs: a list may lag a change by the watch's
+	// few milliseconds; a single app is always read from etcd.
+	if idx := q.s.appsIndex(); idx != nil {
+		var visible []string
+		owner, perm := "owner", "perms/"+q.user.Username
+		for _, name := range idx.names {
+			if q.user.Admin {
+				visible = append(visible, name)
+				continue
+			}
+			// Only the owner and perms keys: releases are parsed for the
+			// page alone.
+			for _, kv := range idx.apps[name] {
+				rest := string(kv.Key[len(keys.AppPrefix(name)):])
+				if (rest == owner && string(kv.Value) == q.user.Username) || rest == perm {
+					visible = append(visible, name)
+					break
+				}
+			}
+		}
+		q.pageOf(len(visible), func(from, to int) ([]any, error) {
+			items := make([]any, 0, to-from)
+			for _, name := range visible[from:to] {
+				if a := parseApp(name, idx.apps[name]); a != nil {
+					items = append(items, q.appView(a))
+				}
+			}
+			return items, nil
+		})
+		return
+	}
 	names, err := q.s.visibleApps(q.ctx, q.user)
 	if err != nil {
 		q.fail(err)
@@ -292,6 +323,7 @@ func (q *request) createApp() {
 			return
 		}
 		q.s.event(name, v1.Summary)
+		q.s.waitMirror(q.ctx, resp.Header.Revision) // this replica's lists show it at once
 		a, err := q.s.loadApp(q.ctx, name)
 		if err != nil {
 			q.fail(err)
@@ -333,10 +365,12 @@ func (q *request) transferApp() {
 		return
 	}
 	defer unlock()
-	if _, err := q.s.etcd.Put(q.ctx, keys.AppOwner(a.name), u.Username); err != nil {
+	put, err := q.s.etcd.Put(q.ctx, keys.AppOwner(a.name), u.Username)
+	if err != nil {
 		q.fail(err)
 		return
 	}
+	q.s.waitMirror(q.ctx, put.Header.Revision)
 	q.s.event(a.name, fmt.Sprintf("%s transferred the app to %s", q.user.Username, u.Username))
 	q.json(http.StatusOK, nil)
 }
@@ -368,10 +402,12 @@ func (q *request) destroyApp() {
 	for _, d := range domains {
 		ops = append(ops, clientv3.OpDelete(keys.Domain(d.domain)))
 	}
-	if _, err := q.s.etcd.Txn(q.ctx).Then(ops...).Commit(); err != nil {
+	tr, err := q.s.etcd.Txn(q.ctx).Then(ops...).Commit()
+	if err != nil {
 		q.fail(fmt.Errorf("destroy %s: %w", a.name, err))
 		return
 	}
+	q.s.waitMirror(q.ctx, tr.Header.Revision)
 	q.s.log.Info("app destroyed", "app", a.name, "by", q.user.Username)
 	q.s.deleteLogs(q.ctx, a.name)
 	if q.r.URL.Query().Get("wait") == "true" {

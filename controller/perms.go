@@ -42,10 +42,12 @@ func (q *request) addPerm() {
 		q.fail(fieldErr("username", u.Username+" owns the app"))
 		return
 	}
-	if _, err := q.s.etcd.Put(q.ctx, keys.AppPerm(a.name, u.Username), "collaborator"); err != nil {
+	put, err := q.s.etcd.Put(q.ctx, keys.AppPerm(a.name, u.Username), "collaborator")
+	if err != nil {
 		q.fail(err)
 		return
 	}
+	q.s.waitMirror(q.ctx, put.Header.Revision)
 	q.s.event(a.name, fmt.Sprintf("%s added %s as a collaborator", q.user.Username, u.Username))
 	q.json(http.StatusCreated, nil)
 }
@@ -71,6 +73,7 @@ func (q *request) removePerm() {
 		q.fail(errNotFound)
 		return
 	}
+	q.s.waitMirror(q.ctx, resp.Header.Revision)
 	q.s.event(a.name, fmt.Sprintf("%s removed %s as a collaborator", q.user.Username, target))
 	q.noContent()
 }

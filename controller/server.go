@@ -61,6 +61,7 @@ type Server struct {
 	// mirror is the watched copy of tokens, users, admins and the platform
 	// domain while Run runs (nil otherwise).
 	mirror atomic.Pointer[etcdwatch.Watcher]
+	index  atomic.Pointer[appIndex] // the mirror's apps by name, per snapshot
 	now   func() time.Time
 }
 
