@@ -62,7 +62,7 @@ type Server struct {
 	// domain while Run runs (nil otherwise).
 	mirror atomic.Pointer[etcdwatch.Watcher]
 	index  atomic.Pointer[appIndex] // the mirror's apps by name, per snapshot
-	now   func() time.Time
+	now    func() time.Time
 }
 
 type metrics struct {
