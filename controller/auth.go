@@ -288,13 +288,8 @@ func (q *request) passwd() {
 	}
 	target := q.user
 	if in.Username != "" && in.Username != q.user.Username {
-		if !q.user.Admin {
-			q.fail(errForbidden)
-			return
-		}
-		u, err := q.s.getUser(q.ctx, in.Username)
-		if err != nil || u == nil {
-			q.fail(orNotFound(err))
+		u, ok := q.otherUser(in.Username)
+		if !ok {
 			return
 		}
 		target = u
@@ -330,13 +325,8 @@ func (q *request) cancel() {
 	}
 	target := q.user.Username
 	if in.Username != "" && in.Username != target {
-		if !q.user.Admin {
-			q.fail(errForbidden)
-			return
-		}
-		u, err := q.s.getUser(q.ctx, in.Username)
-		if err != nil || u == nil {
-			q.fail(orNotFound(err))
+		u, ok := q.otherUser(in.Username)
+		if !ok {
 			return
 		}
 		target = u.Username
@@ -391,13 +381,8 @@ func (q *request) regenerate() {
 		q.json(http.StatusOK, map[string]string{"token": ""})
 		return
 	case in.Username != "" && in.Username != q.user.Username:
-		if !q.user.Admin {
-			q.fail(errForbidden)
-			return
-		}
-		u, err := s.getUser(q.ctx, in.Username)
-		if err != nil || u == nil {
-			q.fail(orNotFound(err))
+		u, ok := q.otherUser(in.Username)
+		if !ok {
 			return
 		}
 		in.Username = u.Username
@@ -521,6 +506,21 @@ func (q *request) setAdmin(on bool) {
 		return
 	}
 	q.noContent()
+}
+
+// otherUser is the user an admin acts on (passwd, cancel, regenerate for
+// someone else); anyone else gets 403, an unknown name 404.
+func (q *request) otherUser(name string) (*User, bool) {
+	if !q.user.Admin {
+		q.fail(errForbidden)
+		return nil, false
+	}
+	u, err := q.s.getUser(q.ctx, name)
+	if err != nil || u == nil {
+		q.fail(orNotFound(err))
+		return nil, false
+	}
+	return u, true
 }
 
 func orNotFound(err error) error {
