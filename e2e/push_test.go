@@ -192,10 +192,27 @@ func TestMakeRunPushServesTheApp(t *testing.T) {
 		}
 		return len(seen) == 2
 	}, "requests reach two containers after web=2 (saw %v)", seen)
+	// A push whose app crashes on boot: the push fails naming the cause,
+	// and v3 keeps serving.
+	if err := os.WriteFile(filepath.Join(work, "Procfile"), []byte("web: echo cannot start: no database >&2; exit 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"add", "-A"}, {"commit", "-qm", "broken"}} {
+		if o, err := git(args...); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, o)
+		}
+	}
+	badOut, err := git("push", remote, "master")
+	if err == nil || !strings.Contains(badOut, "v4 failed to deploy") || !strings.Contains(badOut, "exited with code 3") || !strings.Contains(badOut, "keeps serving v3") {
+		t.Fatalf("a crashing push: err %v\n%s", err, badOut)
+	}
+	if code, body := get(); code != 200 || !strings.HasPrefix(body, "hello from ") {
+		t.Errorf("after the failed push: %d %q", code, body)
+	}
 	// Rollback to the push's release, then destroy: every key goes, and the
 	// containers with it.
-	if b := mustAPI(201, tok, "POST", "/v1/apps/"+app+"/releases/rollback/", map[string]int{"version": 2}); !strings.Contains(b, `"version":4`) {
-		t.Errorf("rollback answered %s, want v4", b)
+	if b := mustAPI(201, tok, "POST", "/v1/apps/"+app+"/releases/rollback/", map[string]int{"version": 2}); !strings.Contains(b, `"version":5`) {
+		t.Errorf("rollback answered %s, want v5 (v4 failed and keeps its number)", b)
 	}
 	if code, body := get(); code != 200 || !strings.HasPrefix(body, "hello from ") {
 		t.Errorf("after the rollback: %d %q", code, body)
