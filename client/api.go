@@ -2,10 +2,12 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -36,6 +38,7 @@ func (c *CLI) newAPI(controller, token string, verify bool) *api {
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Minute, Transport: &http.Transport{
 			Proxy:           http.ProxyFromEnvironment,
+			DialContext:     dialLocalhost,
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: !verify}, //nolint:gosec // only with --ssl-verify=false, asked for by the user
 		}}
 	}
@@ -151,4 +154,16 @@ func (e *apiError) Error() string {
 		return strings.TrimRight(b.String(), "\n")
 	}
 	return strings.TrimRight(b.String()+string(e.body), "\n")
+}
+
+// dialLocalhost sends names under .localhost to loopback, as RFC 6761 asks
+// of resolvers (and curl and browsers do): `make run`'s controller is at
+// deis.localhost without any DNS set up. Other names resolve as usual.
+func dialLocalhost(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && (host == "localhost" || strings.HasSuffix(strings.TrimSuffix(host, "."), ".localhost")) {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
 }
