@@ -167,3 +167,27 @@ func dialLocalhost(ctx context.Context, network, addr string) (net.Conn, error) 
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
 }
+
+// stream copies a live answer (deis logs -f) to w until the controller
+// ends it or the user interrupts.
+func (a *api) stream(path string, w io.Writer) error {
+	req, err := http.NewRequest("GET", a.base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "Deis Client v"+version.Version)
+	req.Header.Set("Authorization", "token "+a.token)
+	hc := *a.http
+	hc.Timeout = 0 // a follow lasts as long as the user wants
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the controller at %s: %w", a.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return &apiError{status: resp.StatusCode, body: body}
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}

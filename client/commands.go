@@ -42,7 +42,7 @@ var commands = []command{
 	{name: "apps:info", usage: "deis info [-a <app>]", flags: appFlag, short: appShort, run: (*CLI).info},
 	{name: "apps:open", usage: "deis open [-a <app>]", flags: appFlag, short: appShort, run: (*CLI).open},
 	{name: "apps:destroy", usage: "deis destroy [-a <app>] [--confirm=<app>]", flags: withApp(map[string]bool{"confirm": true}), short: appShort, run: (*CLI).destroy},
-	{name: "apps:logs", usage: "deis logs [-a <app>] [-n <lines>]", flags: withApp(map[string]bool{"lines": true}), short: map[string]string{"a": "app", "n": "lines"}, run: (*CLI).logs},
+	{name: "apps:logs", usage: "deis logs [-a <app>] [-n <lines>] [-f]", flags: withApp(map[string]bool{"lines": true, "follow": false}), short: map[string]string{"a": "app", "n": "lines", "f": "follow"}, run: (*CLI).logs},
 	{name: "apps:run", usage: "deis run [-a <app>] [--] <command>...", flags: appFlag, short: appShort, run: (*CLI).runCmd},
 	{name: "config:list", usage: "deis config [-a <app>] [--oneline]", flags: withApp(map[string]bool{"oneline": false}), short: appShort, run: (*CLI).configList},
 	{name: "config:set", usage: "deis config:set [-a <app>] <KEY>=<value>...", flags: appFlag, short: appShort, run: (*CLI).configSet},
@@ -382,9 +382,17 @@ func (c *CLI) logs(f *flags) error {
 		return err
 	}
 	app, _ := c.appName(f, s)
-	path := "/v1/apps/" + app + "/logs"
+	q := url.Values{}
 	if n := f.get("lines"); n != "" {
-		path += "?log_lines=" + url.QueryEscape(n)
+		q.Set("log_lines", n)
+	}
+	if f.has("follow") {
+		q.Set("follow", "true")
+		return a.stream("/v1/apps/"+app+"/logs?"+q.Encode(), c.Stdout)
+	}
+	path := "/v1/apps/" + app + "/logs"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	r, err := a.call("GET", path, nil, nil)
 	if err != nil {

@@ -487,11 +487,20 @@ func (q *request) appLogs() {
 		q.fail(fieldErr("log_lines", "Enter a positive whole number."))
 		return
 	}
-	req, _ := http.NewRequestWithContext(q.ctx, http.MethodGet, base+"/logs/"+a.name+"?log_lines="+n, nil)
+	follow := q.r.URL.Query().Get("follow") == "true"
+	target := base + "/logs/" + a.name + "?log_lines=" + n
+	client := loggerClient
+	if follow {
+		// Beyond v1: the logger's live stream, for `deis logs -f`, until
+		// the client leaves.
+		target += "&follow=true"
+		client = &http.Client{}
+	}
+	req, _ := http.NewRequestWithContext(q.ctx, http.MethodGet, target, nil)
 	if tok := q.s.loggerToken(q.ctx); tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := loggerClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		q.detail(http.StatusInternalServerError, "Error accessing logs for "+a.name)
 		return
@@ -502,7 +511,26 @@ func (q *request) appLogs() {
 		q.status = http.StatusOK
 		q.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		q.w.WriteHeader(http.StatusOK)
-		_, _ = io.Copy(q.w, io.LimitReader(resp.Body, 64<<20))
+		if !follow {
+			_, _ = io.Copy(q.w, io.LimitReader(resp.Body, 64<<20))
+			return
+		}
+		flusher, _ := q.w.(http.Flusher)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 {
+				if _, werr := q.w.Write(buf[:n]); werr != nil {
+					return
+				}
+				if flusher != nil {
+					flusher.Flush()
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
 	case http.StatusNoContent, http.StatusNotFound:
 		q.noContent()
 	default:

@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -62,6 +63,38 @@ func TestLifecycleEventsReachTheLogs(t *testing.T) {
 	for _, want := range []string{"evented[deis-controller]: alice created initial release", "evented[deis-controller]: alice added FOO"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("log lacks %q:\n%s", want, body)
+		}
+	}
+	// deis logs -f: the stream shows what happens next.
+	req, _ := http.NewRequest("GET", v.url+"/v1/apps/evented/logs?follow=true&log_lines=1", nil)
+	req.Header.Set("Authorization", "token "+alice)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("follow: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	time.Sleep(200 * time.Millisecond) // the follower is registered at the logger
+	v.do(alice, "POST", "/v1/apps/evented/scale/", map[string]int{"web": 1})
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("the follow stream ended")
+			}
+			if strings.Contains(l, "alice scaled containers web=1") {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the scale event never came through the follow stream")
 		}
 	}
 }
