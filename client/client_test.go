@@ -159,16 +159,30 @@ func TestQuickstartThroughTheCLI(t *testing.T) {
 	if out := v.ok("config"); !strings.Contains(out, "=== webapp Config") || !strings.Contains(out, "FOO    bar") || !strings.Contains(out, "MULTI  a=b") {
 		t.Errorf("config: %q", out)
 	}
-	if out := v.ok("scale", "web=2"); !strings.Contains(out, "Scaling processes... but first, coffee!") || !strings.Contains(out, "web.2 up (v3)") {
+	if out := v.ok("limits:set", "web=64M"); !strings.Contains(out, "Applying limits... done") {
+		t.Errorf("limits:set: %q", out)
+	}
+	if out := v.ok("limits"); !strings.Contains(out, "web  64M") || !strings.Contains(out, "--- CPU\nUnlimited") {
+		t.Errorf("limits: %q", out)
+	}
+	v.ok("limits:unset", "web")
+	if out := v.ok("tags:set", "dataPlane=true"); !strings.Contains(out, "Applying tags") {
+		t.Errorf("tags:set: %q", out)
+	}
+	if out := v.ok("tags"); !strings.Contains(out, "dataPlane  true") {
+		t.Errorf("tags: %q", out)
+	}
+	v.ok("tags:unset", "dataPlane")
+	if out := v.ok("scale", "web=2"); !strings.Contains(out, "Scaling processes... but first, coffee!") || !strings.Contains(out, "web.2 up (v7)") {
 		t.Errorf("scale: %q", out)
 	}
-	if out := v.ok("ps"); !strings.Contains(out, "=== webapp Processes\n--- web:\nweb.1 up (v3)\nweb.2 up (v3)") {
+	if out := v.ok("ps"); !strings.Contains(out, "=== webapp Processes\n--- web:\nweb.1 up (v7)\nweb.2 up (v7)") {
 		t.Errorf("ps: %q", out)
 	}
-	if out := v.ok("releases"); !strings.Contains(out, "=== webapp Releases") || !strings.Contains(out, "v3\t") || !strings.Contains(out, "alice added FOO, MULTI") {
+	if out := v.ok("releases"); !strings.Contains(out, "=== webapp Releases") || !strings.Contains(out, "v3\t") || !strings.Contains(out, "alice added FOO, MULTI") || !strings.Contains(out, "alice changed limits for memory") {
 		t.Errorf("releases: %q", out)
 	}
-	if out := v.ok("rollback", "v2"); !strings.Contains(out, "Rolling back to v2... done, v4") {
+	if out := v.ok("rollback", "v2"); !strings.Contains(out, "Rolling back to v2... done, v8") {
 		t.Errorf("rollback: %q", out)
 	}
 	if out := v.ok("run", "echo", "hi"); out != "ran: echo hi\n" {
@@ -210,6 +224,10 @@ func TestQuickstartThroughTheCLI(t *testing.T) {
 	if code, _, _ := v.deis("info", "-a", "webapp"); code != 1 {
 		t.Errorf("info after destroy succeeded")
 	}
+	if out := v.ok("auth:regenerate"); !strings.Contains(out, "Token regenerated") {
+		t.Errorf("regenerate: %q", out)
+	}
+	v.ok("whoami") // the new token was saved
 	v.ok("logout")
 	if code, _, _ := v.deis("whoami"); code != 1 {
 		t.Errorf("whoami after logout succeeded")
