@@ -42,43 +42,10 @@ func TestMakeRunPushServesTheApp(t *testing.T) {
 	if err := testenv.EnsureBusyboxImage(dcli); err != nil {
 		t.Fatal(err)
 	}
-	bin := build(t, "devplane", "router", "logger", "logspout", "publisher", "builder", "controller", "agent")
-	port := func() string { a := testenv.FreeAddr(t); return a[strings.LastIndexByte(a, ':')+1:] }
-	etcdPort, httpPort, sshPort, health, ctlPort := port(), port(), port(), port(), port()
 	// A host address of its own: the agent owns every container labelled
 	// with it, and other tests share this Docker engine.
-	host := "127.0.0.77"
-	var out bytes.Buffer
-	cmd := exec.Command(filepath.Join(bin, "devplane"), "--host", host,
-		"--etcd-port", etcdPort, "--etcd-peer-port", port(), "--http-port", httpPort, "--https-port", port(), "--ssh-port", sshPort,
-		"--health-port", health, "--syslog-port", port(), "--logger-http-port", port(), "--logspout-port", port(),
-		"--publisher-port", port(), "--builder-port", port(), "--builder-health-port", port(),
-		"--controller-port", ctlPort, "--agent-port", port())
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(40 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("devplane did not stop\n%s", out.String())
-		}
-	}
-	t.Cleanup(stop)
-	waitHTTP(t, fmt.Sprintf("http://%s:%s/health-check", host, health), 200)
-	testenv.Eventually(t, 30*time.Second, func() bool { return strings.Contains(out.String(), "Ctrl-C stops everything") }, "devplane banner")
-
+	dp := startDevplane(t, "127.0.0.77")
+	host, etcdPort, httpPort, sshPort, ctlPort, stop, out := dp.host, dp.etcd, dp.http, dp.ssh, dp.controller, dp.stop, dp.out
 	cli, err := etcdutil.Connect([]string{"http://127.0.0.1:" + etcdPort})
 	if err != nil {
 		t.Fatal(err)
@@ -244,4 +211,52 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// devplane is `make run` started by a test, with every port its own.
+type devplane struct {
+	host, etcd, http, https, ssh, controller string
+	bin                                      string
+	out                                      *bytes.Buffer
+	stop                                     func()
+}
+
+// startDevplane runs bin/devplane on host (an address no other test uses)
+// and waits for its banner; stop (also run at cleanup) sends SIGINT.
+func startDevplane(t *testing.T, host string) *devplane {
+	t.Helper()
+	bin := build(t, "devplane", "router", "logger", "logspout", "publisher", "builder", "controller", "agent", "deis")
+	port := func() string { a := testenv.FreeAddr(t); return a[strings.LastIndexByte(a, ':')+1:] }
+	dp := &devplane{host: host, etcd: port(), http: port(), https: port(), ssh: port(), controller: port(), bin: bin, out: &bytes.Buffer{}}
+	health := port()
+	cmd := exec.Command(filepath.Join(bin, "devplane"), "--host", host,
+		"--etcd-port", dp.etcd, "--etcd-peer-port", port(), "--http-port", dp.http, "--https-port", dp.https, "--ssh-port", dp.ssh,
+		"--health-port", health, "--syslog-port", port(), "--logger-http-port", port(), "--logspout-port", port(),
+		"--publisher-port", port(), "--builder-port", port(), "--builder-health-port", port(),
+		"--controller-port", dp.controller, "--agent-port", port())
+	cmd.Stdout, cmd.Stderr = dp.out, dp.out
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	dp.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("devplane did not stop\n%s", dp.out.String())
+		}
+	}
+	t.Cleanup(dp.stop)
+	waitHTTP(t, fmt.Sprintf("http://%s:%s/health-check", host, health), 200)
+	testenv.Eventually(t, 30*time.Second, func() bool { return strings.Contains(dp.out.String(), "Ctrl-C stops everything") }, "devplane banner")
+	return dp
 }

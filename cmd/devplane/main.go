@@ -122,7 +122,7 @@ func run() int {
 			fmt.Sprintf("router     http://127.0.0.1:%d  https://127.0.0.1:%d  tcp 127.0.0.1:%d  health http://127.0.0.1:%d/health-check", httpPort, httpsPort, sshPort, health), fmt.Sprintf("http://127.0.0.1:%d/health-check", health)},
 		{"logger", []string{"--syslog-addr", addr(syslogPort), "--http-addr", addr(logHTTP), "--log-root", filepath.Join(dataDir, "logs")},
 			fmt.Sprintf("logger     syslog udp+tcp 127.0.0.1:%d  logs http://127.0.0.1:%d/<app>", syslogPort, logHTTP), fmt.Sprintf("http://127.0.0.1:%d/healthz", logHTTP)},
-		{"controller", []string{"--http-addr", addr(controllerPort)},
+		{"controller", []string{"--http-addr", addr(controllerPort), "--logger-http-port", fmt.Sprint(logHTTP)},
 			fmt.Sprintf("controller http://127.0.0.1:%d (scheduler leader)", controllerPort), fmt.Sprintf("http://127.0.0.1:%d/healthz", controllerPort)},
 	}
 	dcli, err := dockerx.Connect(docker)
