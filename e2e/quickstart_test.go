@@ -75,6 +75,7 @@ func TestQuickstartWithTheDeisBinary(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(home, ".ssh", "id_ed25519.pub"), []byte(strings.TrimSpace(string(gossh.MarshalAuthorizedKey(spub)))+" dev@laptop\n"), 0o644)
 
 	controller := "http://" + dp.host + ":" + dp.controller
+	waitHTTP(t, controller+"/v1/", 401) // the v1 client's probe
 	deis("register", controller, "--username=dev", "--password=pw", "--email=dev@example.test")
 	deis("keys:add", filepath.Join(home, ".ssh", "id_ed25519.pub"))
 	procfile := "web: mkdir -p /www && echo \"hello $GREETING from $HOSTNAME\" > /www/index.html && echo started web && exec httpd -f -p $PORT -h /www\n"
