@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -49,16 +50,20 @@ func TestControllerThroughTheRouter(t *testing.T) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM([]byte(ca.PEM()))
-	dial := func(addr string) func(network, a string) (net.Conn, error) {
-		return func(network, _ string) (net.Conn, error) { return net.Dial(network, addr) }
+	dial := func(addr string) func(ctx context.Context, network, a string) (net.Conn, error) {
+		return func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
 	}
 	for _, tc := range []struct {
 		scheme string
 		client *http.Client
 	}{
-		{"http", &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Dial: dial(httpAddr)}}},
-		{"https", &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialTLS: func(network, a string) (net.Conn, error) {
-			return tls.Dial(network, httpsAddr, &tls.Config{RootCAs: pool, ServerName: "deis.example.test"})
+		{"http", &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dial(httpAddr)}}},
+		{"https", &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialTLSContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			d := tls.Dialer{Config: &tls.Config{RootCAs: pool, ServerName: "deis.example.test"}}
+			return d.DialContext(ctx, network, httpsAddr)
 		}}}},
 	} {
 		base := tc.scheme + "://deis.example.test"

@@ -205,14 +205,6 @@ func TestMakeRunPushServesTheApp(t *testing.T) {
 
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // devplane is `make run` started by a test, with every port its own.
 type devplane struct {
 	host, etcd, http, https, ssh, controller string

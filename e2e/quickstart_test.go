@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -152,8 +153,9 @@ func TestQuickstartWithTheDeisBinary(t *testing.T) {
 	pool.AppendCertsFromPEM([]byte(ca.PEM()))
 	var httpsBody string
 	testenv.Eventually(t, 20*time.Second, func() bool {
-		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialTLS: func(network, _ string) (net.Conn, error) {
-			return tls.Dial(network, dp.host+":"+dp.https, &tls.Config{RootCAs: pool, ServerName: "www.quick.example"})
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialTLSContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			d := tls.Dialer{Config: &tls.Config{RootCAs: pool, ServerName: "www.quick.example"}}
+			return d.DialContext(ctx, network, dp.host+":"+dp.https)
 		}}}
 		resp, err := client.Get("https://www.quick.example/")
 		if err != nil {

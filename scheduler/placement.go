@@ -10,13 +10,12 @@ import (
 
 // hostLoad is what placement knows of one live host during a pass.
 type hostLoad struct {
-	name     string
-	info     unit.Host
-	total    int            // units on it
-	byGroup  map[string]int // "<app>/<type>" → units
-	memUsed  int64          // bytes of limits of its units
-	cpuUsed  int            // shares of its units
-	excluded map[string]bool
+	name    string
+	info    unit.Host
+	total   int            // units on it
+	byGroup map[string]int // "<app>/<type>" → units
+	memUsed int64          // bytes of limits of its units
+	cpuUsed int            // shares of its units
 }
 
 // need is what one unit asks of a host.
