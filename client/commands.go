@@ -493,29 +493,41 @@ func (c *CLI) configChange(f *flags, body map[string]any, what string) error {
 }
 
 func (c *CLI) configSet(f *flags) error {
-	if len(f.args) == 0 {
-		return errors.New("Usage: deis config:set <KEY>=<value>...")
-	}
-	values := map[string]any{}
-	for _, kv := range f.args {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("%q is not KEY=value", kv)
-		}
-		values[k] = v
-	}
-	return c.configChange(f, map[string]any{"values": values}, "Creating config")
+	return c.setPairs(f, "values", "deis config:set <KEY>=<value>...", "Creating config")
 }
 
 func (c *CLI) configUnset(f *flags) error {
+	return c.unsetKeys(f, "values", "deis config:unset <KEY>...", "Removing config")
+}
+
+// setPairs posts the key=value arguments as the config field named field
+// (values, tags): the values may hold anything, "=" included.
+func (c *CLI) setPairs(f *flags, field, usage, what string) error {
 	if len(f.args) == 0 {
-		return errors.New("Usage: deis config:unset <KEY>...")
+		return errors.New("Usage: " + usage)
 	}
-	values := map[string]any{}
+	vals := map[string]any{}
+	for _, kv := range f.args {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("%q is not <key>=<value>", kv)
+		}
+		vals[k] = v
+	}
+	return c.configChange(f, map[string]any{field: vals}, what)
+}
+
+// unsetKeys posts the key arguments as nulls in the config field named
+// field (values, tags, memory, cpu), which deletes them.
+func (c *CLI) unsetKeys(f *flags, field, usage, what string) error {
+	if len(f.args) == 0 {
+		return errors.New("Usage: " + usage)
+	}
+	vals := map[string]any{}
 	for _, k := range f.args {
-		values[k] = nil
+		vals[k] = nil
 	}
-	return c.configChange(f, map[string]any{"values": values}, "Removing config")
+	return c.configChange(f, map[string]any{field: vals}, what)
 }
 
 type containerJSON struct {

@@ -149,14 +149,7 @@ func (c *CLI) limitsSet(f *flags) error {
 }
 
 func (c *CLI) limitsUnset(f *flags) error {
-	if len(f.args) == 0 {
-		return errors.New("Usage: deis limits:unset <type>...")
-	}
-	vals := map[string]any{}
-	for _, t := range f.args {
-		vals[t] = nil
-	}
-	return c.configChange(f, map[string]any{limitKind(f): vals}, "Removing limits")
+	return c.unsetKeys(f, limitKind(f), "deis limits:unset <type>...", "Removing limits")
 }
 
 func (c *CLI) tagsList(f *flags) error {
@@ -175,27 +168,9 @@ func (c *CLI) tagsList(f *flags) error {
 }
 
 func (c *CLI) tagsSet(f *flags) error {
-	if len(f.args) == 0 {
-		return errors.New("Usage: deis tags:set <key>=<value>...")
-	}
-	vals := map[string]any{}
-	for _, kv := range f.args {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("%q is not <key>=<value>", kv)
-		}
-		vals[k] = v
-	}
-	return c.configChange(f, map[string]any{"tags": vals}, "Applying tags")
+	return c.setPairs(f, "tags", "deis tags:set <key>=<value>...", "Applying tags")
 }
 
 func (c *CLI) tagsUnset(f *flags) error {
-	if len(f.args) == 0 {
-		return errors.New("Usage: deis tags:unset <key>...")
-	}
-	vals := map[string]any{}
-	for _, k := range f.args {
-		vals[k] = nil
-	}
-	return c.configChange(f, map[string]any{"tags": vals}, "Removing tags")
+	return c.unsetKeys(f, "tags", "deis tags:unset <key>...", "Removing tags")
 }
