@@ -583,6 +583,10 @@ func (q *request) appRun() {
 		if q.ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, scheduler.ErrTooManyRuns) {
+			q.fail(detailErr(http.StatusConflict, err.Error()))
+			return
+		}
 		q.fail(detailErr(http.StatusServiceUnavailable, err.Error()))
 		return
 	}

@@ -131,6 +131,15 @@ func (q *request) scale() {
 		}
 		want[t] = n
 	}
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+	if total > release.MaxScale {
+		// One app must not take every host's capacity from the others.
+		q.fail(detailErr(http.StatusBadRequest, fmt.Sprintf("An app runs at most %d processes in all; this asks for %d", release.MaxScale, total)))
+		return
+	}
 	unlock, ok := q.lock(a.name, "scale")
 	if !ok {
 		return

@@ -2,9 +2,11 @@ package controller_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/deis/dataplane/pkg/keys"
 	"github.com/deis/dataplane/pkg/testenv/testcert"
 )
 
@@ -56,6 +58,7 @@ func TestValidationRules(t *testing.T) {
 		{"scale negative", "/v1/apps/valid/scale/", map[string]int{"web": -1}, 400, "web"},
 		{"scale unknown type", "/v1/apps/valid/scale/", map[string]int{"db": 1}, 400, "does not exist"},
 		{"scale not a number", "/v1/apps/valid/scale/", map[string]string{"web": "many"}, 400, "JSON parse error"},
+		{"scale over the app's total", "/v1/apps/valid/scale/", map[string]int{"web": 600, "worker": 600}, 400, "at most 1000 processes"},
 		{"build without a tag", "/v1/apps/valid/builds/", map[string]string{"image": "example/app"}, 400, "image"},
 		{"run without a command", "/v1/apps/valid/run/", map[string]string{"command": " "}, 400, "command"},
 		{"register without a password", "/v1/auth/register/", map[string]string{"username": "z"}, 400, "password"},
@@ -66,6 +69,14 @@ func TestValidationRules(t *testing.T) {
 		if a.status != tc.status || !strings.Contains(string(a.body), tc.field) {
 			t.Errorf("%s: %d %s, want %d naming %q", tc.name, a.status, a.body, tc.status, tc.field)
 		}
+	}
+	// Runs: at most scheduler.MaxRunsPerApp at once per app (10 placed
+	// by hand here, as ten long commands would be).
+	for i := 1; i <= 10; i++ {
+		v.e.Put(keys.RunUnit("valid", fmt.Sprintf("valid_v2.run.%d", i)), `{"app":"valid","version":2,"type":"run","num":1,"image":"x","host":"nowhere"}`)
+	}
+	if a := v.do(alice, "POST", "/v1/apps/valid/run/", map[string]string{"command": "true"}); a.status != 409 || !strings.Contains(string(a.body), "at most 10 at once") {
+		t.Errorf("an 11th run: %d %s, want 409 naming the limit", a.status, a.body)
 	}
 	// A huge body: 413, and nothing changed.
 	huge := map[string]any{"values": map[string]string{"BIG": strings.Repeat("x", 2<<20)}}

@@ -18,6 +18,13 @@ import (
 // RunTimeout bounds a `deis run` command (20 min).
 const RunTimeout = 20 * time.Minute
 
+// MaxRunsPerApp bounds an app's one-off commands running at once, so one
+// tenant's runs cannot fill the hosts.
+const MaxRunsPerApp = 10
+
+// ErrTooManyRuns is returned by RunOnce when the app is at MaxRunsPerApp.
+var ErrTooManyRuns = errors.New("too many runs")
+
 // RunOnce runs command once with app's release rel, on a host chosen like
 // any unit (dataPlane hosts when placement options are on, the release's
 // tags apply), and returns its exit code and output. The run unit lives on
@@ -42,6 +49,15 @@ func RunOnce(ctx context.Context, cli *clientv3.Client, lease clientv3.LeaseID, 
 		existing, err := cli.Get(ctx, keys.RunsAppPrefix(app), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 		if err != nil {
 			return unit.RunResult{}, fmt.Errorf("list runs of %s: %w", app, err)
+		}
+		running := 0
+		for _, kv := range existing.Kvs {
+			if !strings.HasSuffix(string(kv.Key), "/result") {
+				running++
+			}
+		}
+		if running >= MaxRunsPerApp {
+			return unit.RunResult{}, fmt.Errorf("%s already has %d commands running (at most %d at once): wait for one to end: %w", app, running, MaxRunsPerApp, ErrTooManyRuns)
 		}
 		// Never reuse a number soon: an agent may still be cleaning up the
 		// previous run of that name. The store's revision only grows.
