@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/deis/dataplane/pkg/version"
@@ -27,7 +28,7 @@ type api struct {
 	token    string
 	verify   bool
 	http     *http.Client
-	warnOnce bool
+	warnOnce sync.Once // the version mismatch warning, once per run
 }
 
 func (c *CLI) newAPI(controller, token string, verify bool) *api {
@@ -80,9 +81,10 @@ func (a *api) do(method, path string, body any) (*response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the answer of %s %s: %w", method, path, err)
 	}
-	if v := resp.Header.Get("DEIS_API_VERSION"); v != "" && v != APIVersion && !a.warnOnce {
-		a.warnOnce = true
-		fmt.Fprintf(a.c.Stderr, "!    WARNING: Client and server API versions do not match (%s vs %s). Please consider upgrading.\n", APIVersion, v)
+	if v := resp.Header.Get("DEIS_API_VERSION"); v != "" && v != APIVersion {
+		a.warnOnce.Do(func() {
+			fmt.Fprintf(a.c.Stderr, "!    WARNING: Client and server API versions do not match (%s vs %s). Please consider upgrading.\n", APIVersion, v)
+		})
 	}
 	return &response{resp.StatusCode, resp.Header, data}, nil
 }
@@ -161,11 +163,17 @@ func (e *apiError) Error() string {
 // deis.localhost without any DNS set up. Other names resolve as usual.
 func dialLocalhost(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, port, err := net.SplitHostPort(addr)
-	if err == nil && (host == "localhost" || strings.HasSuffix(strings.TrimSuffix(host, "."), ".localhost")) {
+	if err == nil && isLocalhostName(host) {
 		addr = net.JoinHostPort("127.0.0.1", port)
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
+}
+
+// isLocalhostName reports whether host is localhost or a name under it.
+func isLocalhostName(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
 // stream copies a live answer (deis logs -f) to w until the controller

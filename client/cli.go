@@ -1,11 +1,11 @@
 package client
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +21,12 @@ type CLI struct {
 	Env            func(string) string
 	Dir            string       // working directory (app detection, git)
 	HTTP           *http.Client // nil: a default one
+	// CatchInterrupt starts delivering Ctrl-C to the returned channel
+	// until stop is called: a change in flight catches it to say that the
+	// change stays. Nil: Ctrl-C is never caught.
+	CatchInterrupt func() (ch <-chan os.Signal, stop func())
+
+	stdin *bufio.Reader // Stdin, buffered once for every prompt
 }
 
 // command is one `deis` command.
@@ -117,7 +123,7 @@ func lookup(name string) *command {
 // plugin runs deis-<topic> [<sub>] from PATH for an unknown command.
 func (c *CLI) plugin(name string, args []string) int {
 	topic, sub, _ := strings.Cut(name, ":")
-	path, err := exec.LookPath("deis-" + topic)
+	path, err := c.lookPath("deis-" + topic)
 	if err != nil {
 		fmt.Fprintln(c.Stderr, "Found no matching command, try 'deis help'")
 		return 1
@@ -136,6 +142,20 @@ func (c *CLI) plugin(name string, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// lookPath is exec.LookPath over the CLI's own $PATH.
+func (c *CLI) lookPath(name string) (string, error) {
+	for _, dir := range filepath.SplitList(c.Env("PATH")) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
 }
 
 // parseFlags reads --name=value, --name value, -x value and -x=value
@@ -229,10 +249,7 @@ func (c *CLI) appName(f *flags, s *Settings) (app, source string) {
 	if a := f.get("app"); a != "" {
 		return a, "-a"
 	}
-	host := s.Controller
-	if u, err := url.Parse(s.Controller); err == nil && u.Host != "" {
-		host = u.Hostname()
-	}
+	host := gitHost(s)
 	if out, err := c.git("remote", "-v"); err == nil {
 		for _, line := range strings.Split(out, "\n") {
 			fl := strings.Fields(line)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,9 @@ type env struct {
 	home string
 	dir  string
 	cli  *clientv3.Client
+
+	catch func() (<-chan os.Signal, func()) // the CLI's CatchInterrupt
+	path  string                            // $PATH for the CLI; "" is the test's
 }
 
 func start(t *testing.T) *env {
@@ -49,6 +53,9 @@ func start(t *testing.T) *env {
 				code = 3
 			}
 			return runtime.FakeBehaviour{ExitAfter: 20 * time.Millisecond, ExitCode: code, Output: "ran: " + s.Command + "\n"}
+		}
+		if slices.Contains(s.Env, "CRASH=1") {
+			return runtime.FakeBehaviour{ExitAfter: 20 * time.Millisecond, ExitCode: 3, Output: "boom\n"}
 		}
 		return runtime.FakeBehaviour{}
 	}
@@ -82,12 +89,16 @@ func start(t *testing.T) *env {
 // deis runs the CLI and returns its exit status, stdout and stderr.
 func (v *env) deis(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	c := &client.CLI{Stdout: &out, Stderr: &errb, Stdin: strings.NewReader(""), Dir: v.dir, Env: func(k string) string {
+	c := &client.CLI{Stdout: &out, Stderr: &errb, Stdin: strings.NewReader(""), Dir: v.dir, CatchInterrupt: v.catch, Env: func(k string) string {
 		switch k {
 		case "HOME":
 			return v.home
 		case "DEIS_PROFILE":
 			return ""
+		case "PATH":
+			if v.path != "" {
+				return v.path
+			}
 		}
 		return os.Getenv(k)
 	}}
@@ -159,7 +170,7 @@ func TestQuickstartThroughTheCLI(t *testing.T) {
 	if out := v.ok("config"); !strings.Contains(out, "=== webapp Config") || !strings.Contains(out, "FOO    bar") || !strings.Contains(out, "MULTI  a=b") {
 		t.Errorf("config: %q", out)
 	}
-	if out := v.ok("limits:set", "web=64M"); !strings.Contains(out, "Applying limits... done") {
+	if out := v.ok("limits:set", "web=64M"); !strings.Contains(out, "Applying limits...\n") || !strings.Contains(out, "done in") {
 		t.Errorf("limits:set: %q", out)
 	}
 	if out := v.ok("limits"); !strings.Contains(out, "web  64M") || !strings.Contains(out, "--- CPU\nUnlimited") {
@@ -182,7 +193,7 @@ func TestQuickstartThroughTheCLI(t *testing.T) {
 	if out := v.ok("releases"); !strings.Contains(out, "=== webapp Releases") || !strings.Contains(out, "v3\t") || !strings.Contains(out, "alice added FOO, MULTI") || !strings.Contains(out, "alice changed limits for memory") {
 		t.Errorf("releases: %q", out)
 	}
-	if out := v.ok("rollback", "v2"); !strings.Contains(out, "Rolling back to v2... done, v8") {
+	if out := v.ok("rollback", "v2"); !strings.Contains(out, "Rolling back to v2...\n") || !strings.Contains(out, "done, v8") {
 		t.Errorf("rollback: %q", out)
 	}
 	if out := v.ok("run", "echo", "hi"); out != "ran: echo hi\n" {

@@ -47,6 +47,8 @@ var commands = []command{
 	{name: "config:list", usage: "deis config [-a <app>] [--oneline]", flags: withApp(map[string]bool{"oneline": false}), short: appShort, run: (*CLI).configList},
 	{name: "config:set", usage: "deis config:set [-a <app>] <KEY>=<value>...", flags: appFlag, short: appShort, run: (*CLI).configSet},
 	{name: "config:unset", usage: "deis config:unset [-a <app>] <KEY>...", flags: appFlag, short: appShort, run: (*CLI).configUnset},
+	{name: "config:pull", usage: "deis config:pull [-a <app>] [--overwrite] [--interactive]", flags: withApp(map[string]bool{"overwrite": false, "interactive": false}), short: map[string]string{"a": "app", "o": "overwrite", "i": "interactive"}, run: (*CLI).configPull},
+	{name: "config:push", usage: "deis config:push [-a <app>] [--path=.env]", flags: withApp(map[string]bool{"path": true}), short: map[string]string{"a": "app", "p": "path"}, run: (*CLI).configPush},
 	{name: "ps:list", usage: "deis ps [-a <app>]", flags: withApp(map[string]bool{"limit": true}), short: map[string]string{"a": "app", "l": "limit"}, run: (*CLI).psList},
 	{name: "ps:scale", usage: "deis scale [-a <app>] <type>=<n>...", flags: appFlag, short: appShort, run: (*CLI).scale},
 	{name: "ps:restart", usage: "deis ps:restart [-a <app>] [<type>[.<num>]]", flags: appFlag, short: appShort, run: (*CLI).restart},
@@ -75,11 +77,11 @@ var commands = []command{
 // prompt asks for a value not given as a flag.
 func (c *CLI) prompt(label string) string {
 	fmt.Fprint(c.Stderr, label)
-	sc := bufio.NewScanner(c.Stdin)
-	if sc.Scan() {
-		return strings.TrimSpace(sc.Text())
+	if c.stdin == nil { // one reader for the run: a second prompt must not lose what the first buffered
+		c.stdin = bufio.NewReader(c.Stdin)
 	}
-	return ""
+	line, _ := c.stdin.ReadString('\n')
+	return strings.TrimSpace(line)
 }
 
 // probe checks that the URL is a Deis controller: GET /v1/ answers 401.
@@ -251,11 +253,22 @@ func remoteName(f *flags) string {
 
 // gitURL is v1's remote: ssh://git@<controller host>:2222/<app>.git.
 func gitURL(s *Settings, app string) string {
+	return "ssh://git@" + gitHost(s) + ":2222/" + app + ".git"
+}
+
+// gitHost is the controller's host name as git and ssh are given it. A
+// name under .localhost (make run's deis.localhost) becomes 127.0.0.1:
+// this client dials such names to loopback itself, but ssh asks the
+// system's resolver, and glibc's does not know RFC 6761.
+func gitHost(s *Settings) string {
 	host := s.Controller
 	if u, err := url.Parse(s.Controller); err == nil && u.Hostname() != "" {
 		host = u.Hostname()
 	}
-	return "ssh://git@" + host + ":2222/" + app + ".git"
+	if isLocalhostName(host) {
+		return "127.0.0.1"
+	}
+	return host
 }
 
 func (c *CLI) addRemote(s *Settings, app, remote string) error {
@@ -481,11 +494,10 @@ func (c *CLI) configChange(f *flags, body map[string]any, what string) error {
 		return err
 	}
 	app := c.mutatingApp(f, s)
-	fmt.Fprintf(c.Stdout, "%s... ", what)
+	fmt.Fprintf(c.Stdout, "%s...\n", what)
 	start := time.Now()
-	r, err := a.call("POST", "/v1/apps/"+app+"/config/", body, nil)
+	r, err := c.change(a, app, "POST", "/v1/apps/"+app+"/config/", body, nil)
 	if err != nil {
-		fmt.Fprintln(c.Stdout)
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "done in %ds, v%s\n", int(time.Since(start).Seconds()), r.header.Get("Deis-Release"))
@@ -597,7 +609,7 @@ func (c *CLI) scale(f *flags) error {
 	app := c.mutatingApp(f, s)
 	fmt.Fprintf(c.Stdout, "Scaling processes... but first, %s!\n", drink(c))
 	start := time.Now()
-	if _, err := a.call("POST", "/v1/apps/"+app+"/scale/", body, nil); err != nil {
+	if _, err := c.change(a, app, "POST", "/v1/apps/"+app+"/scale/", body, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "done in %ds\n", int(time.Since(start).Seconds()))
@@ -620,7 +632,7 @@ func (c *CLI) restart(f *flags) error {
 	}
 	fmt.Fprintf(c.Stdout, "Restarting processes... but first, %s!\n", drink(c))
 	start := time.Now()
-	if _, err := a.call("POST", path+"restart/", nil, nil); err != nil {
+	if _, err := c.change(a, app, "POST", path+"restart/", nil, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "done in %ds\n", int(time.Since(start).Seconds()))
@@ -685,12 +697,11 @@ func (c *CLI) rollback(f *flags) error {
 		}
 		body, target = map[string]int{"version": v}, "v"+strconv.Itoa(v)
 	}
-	fmt.Fprintf(c.Stdout, "Rolling back to %s... ", target)
+	fmt.Fprintf(c.Stdout, "Rolling back to %s...\n", target)
 	var res struct {
 		Version int `json:"version"`
 	}
-	if _, err := a.call("POST", "/v1/apps/"+app+"/releases/rollback/", body, &res); err != nil {
-		fmt.Fprintln(c.Stdout)
+	if _, err := c.change(a, app, "POST", "/v1/apps/"+app+"/releases/rollback/", body, &res); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "done, v%d\n", res.Version)
@@ -716,10 +727,9 @@ func (c *CLI) pull(f *flags) error {
 	if len(procfile) > 0 {
 		body["procfile"] = procfile
 	}
-	fmt.Fprintf(c.Stdout, "Creating build... ")
-	r, err := a.call("POST", "/v1/apps/"+app+"/builds/", body, nil)
+	fmt.Fprintf(c.Stdout, "Creating build...\n")
+	r, err := c.change(a, app, "POST", "/v1/apps/"+app+"/builds/", body, nil)
 	if err != nil {
-		fmt.Fprintln(c.Stdout)
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "done, v%s\n", r.header.Get("Deis-Release"))

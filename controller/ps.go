@@ -40,6 +40,8 @@ func (q *request) containers(a *app, typ string, num int) ([]any, error) {
 		c     keys.ContainerName
 		state string
 		key   string
+		host  string
+		msg   string // why it is not up (crashed, error), for the CLI's progress
 	}
 	var rows []row
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
@@ -47,13 +49,16 @@ func (q *request) containers(a *app, typ string, num int) ([]any, error) {
 		if err != nil || c.App != a.name || (typ != "" && c.Type != typ) || (num != 0 && c.Num != num) {
 			continue
 		}
-		state := "initialized"
+		state, msg := "initialized", ""
 		if st, ok := status[h+"/"+c.String()]; ok {
 			if s, ok := v1States[st.State]; ok {
 				state = s
 			}
+			if st.State == unit.Crashed || st.State == unit.Error {
+				msg = st.Msg
+			}
 		}
-		rows = append(rows, row{c, state, string(kv.Key)})
+		rows = append(rows, row{c, state, string(kv.Key), h, msg})
 	}
 	sort.Slice(rows, func(i, j int) bool {
 		if rows[i].c.Type != rows[j].c.Type {
@@ -70,6 +75,8 @@ func (q *request) containers(a *app, typ string, num int) ([]any, error) {
 		items = append(items, map[string]any{
 			"owner": a.owner, "app": a.name, "release": "v" + strconv.Itoa(r.c.Version), "type": r.c.Type, "num": r.c.Num,
 			"state": r.state, "created": date(created), "updated": date(created), "uuid": uuidOf(r.key),
+			// Beyond v1: where it runs, and why it is not up.
+			"host": r.host, "message": r.msg,
 		})
 	}
 	return items, nil
