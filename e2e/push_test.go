@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -209,23 +210,31 @@ func TestMakeRunPushServesTheApp(t *testing.T) {
 type devplane struct {
 	host, etcd, http, https, ssh, controller string
 	bin                                      string
-	out                                      *bytes.Buffer
+	out                                      *lockedBuffer
 	stop                                     func()
 }
 
 // startDevplane runs bin/devplane on host (an address no other test uses)
-// and waits for its banner; stop (also run at cleanup) sends SIGINT.
+// with every port its own, and waits for its banner; stop (also run at
+// cleanup) sends SIGINT.
 func startDevplane(t *testing.T, host string) *devplane {
 	t.Helper()
-	bin := build(t, "devplane", "router", "logger", "logspout", "publisher", "builder", "controller", "agent", "deis")
 	port := func() string { a := testenv.FreeAddr(t); return a[strings.LastIndexByte(a, ':')+1:] }
-	dp := &devplane{host: host, etcd: port(), http: port(), https: port(), ssh: port(), controller: port(), bin: bin, out: &bytes.Buffer{}}
+	dp := &devplane{host: host, etcd: port(), http: port(), https: port(), ssh: port(), controller: port()}
 	health := port()
-	cmd := exec.Command(filepath.Join(bin, "devplane"), "--host", host,
-		"--etcd-port", dp.etcd, "--etcd-peer-port", port(), "--http-port", dp.http, "--https-port", dp.https, "--ssh-port", dp.ssh,
+	return runDevplane(t, dp, health, "--etcd-port", dp.etcd, "--etcd-peer-port", port(), "--http-port", dp.http, "--https-port", dp.https, "--ssh-port", dp.ssh,
 		"--health-port", health, "--syslog-port", port(), "--logger-http-port", port(), "--logspout-port", port(),
 		"--publisher-port", port(), "--builder-port", port(), "--builder-health-port", port(),
 		"--controller-port", dp.controller, "--agent-port", port())
+}
+
+// runDevplane starts bin/devplane --host dp.host with args and waits for
+// the router's health on healthPort and the banner.
+func runDevplane(t *testing.T, dp *devplane, healthPort string, args ...string) *devplane {
+	t.Helper()
+	dp.bin = build(t, "devplane", "router", "logger", "logspout", "publisher", "builder", "controller", "agent", "deis")
+	dp.out = &lockedBuffer{}
+	cmd := exec.Command(filepath.Join(dp.bin, "devplane"), append([]string{"--host", dp.host}, args...)...)
 	cmd.Stdout, cmd.Stderr = dp.out, dp.out
 	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
 	if err := cmd.Start(); err != nil {
@@ -248,7 +257,26 @@ func startDevplane(t *testing.T, host string) *devplane {
 		}
 	}
 	t.Cleanup(dp.stop)
-	waitHTTP(t, fmt.Sprintf("http://%s:%s/health-check", host, health), 200)
+	waitHTTP(t, fmt.Sprintf("http://%s:%s/health-check", dp.host, healthPort), 200)
 	testenv.Eventually(t, 30*time.Second, func() bool { return strings.Contains(dp.out.String(), "Ctrl-C stops everything") }, "devplane banner")
 	return dp
+}
+
+// lockedBuffer is a bytes.Buffer that a process writes while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

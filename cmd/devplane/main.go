@@ -38,6 +38,10 @@ type child struct {
 	args   []string
 	info   string
 	health string // URL that answers once the daemon has bound its ports
+	// host is set on a simulated host's agent and publisher when there are
+	// several hosts: its death is that host's death, which the scheduler
+	// handles (and tests cause on purpose), not the plane's.
+	host string
 }
 
 func main() { os.Exit(run()) }
@@ -118,12 +122,15 @@ func run() int {
 	common := []string{"--etcd", endpoint, "--host", host, "--docker", docker}
 	addr := func(p int) string { return fmt.Sprintf("%s:%d", host, p) }
 	children := []child{
-		{"router", []string{"--http-addr", addr(httpPort), "--https-addr", addr(httpsPort), "--ssh-addr", addr(sshPort), "--health-addr", addr(health)},
-			fmt.Sprintf("router     http://127.0.0.1:%d  https://127.0.0.1:%d  tcp 127.0.0.1:%d  health http://127.0.0.1:%d/health-check", httpPort, httpsPort, sshPort, health), fmt.Sprintf("http://127.0.0.1:%d/health-check", health)},
-		{"logger", []string{"--syslog-addr", addr(syslogPort), "--http-addr", addr(logHTTP), "--log-root", filepath.Join(dataDir, "logs")},
-			fmt.Sprintf("logger     syslog udp+tcp 127.0.0.1:%d  logs http://127.0.0.1:%d/<app>", syslogPort, logHTTP), fmt.Sprintf("http://127.0.0.1:%d/healthz", logHTTP)},
-		{"controller", []string{"--http-addr", addr(controllerPort), "--logger-http-port", fmt.Sprint(logHTTP)},
-			fmt.Sprintf("controller http://127.0.0.1:%d (scheduler leader)", controllerPort), fmt.Sprintf("http://127.0.0.1:%d/healthz", controllerPort)},
+		{name: "router", args: []string{"--http-addr", addr(httpPort), "--https-addr", addr(httpsPort), "--ssh-addr", addr(sshPort), "--health-addr", addr(health)},
+			info:   fmt.Sprintf("router     http://127.0.0.1:%d  https://127.0.0.1:%d  tcp 127.0.0.1:%d  health http://127.0.0.1:%d/health-check", httpPort, httpsPort, sshPort, health),
+			health: fmt.Sprintf("http://127.0.0.1:%d/health-check", health)},
+		{name: "logger", args: []string{"--syslog-addr", addr(syslogPort), "--http-addr", addr(logHTTP), "--log-root", filepath.Join(dataDir, "logs")},
+			info:   fmt.Sprintf("logger     syslog udp+tcp 127.0.0.1:%d  logs http://127.0.0.1:%d/<app>", syslogPort, logHTTP),
+			health: fmt.Sprintf("http://127.0.0.1:%d/healthz", logHTTP)},
+		{name: "controller", args: []string{"--http-addr", addr(controllerPort), "--logger-http-port", fmt.Sprint(logHTTP)},
+			info:   fmt.Sprintf("controller http://127.0.0.1:%d (scheduler leader)  http://deis.%s:%d through the router", controllerPort, domain, httpPort),
+			health: fmt.Sprintf("http://127.0.0.1:%d/healthz", controllerPort)},
 	}
 	dcli, err := dockerx.Connect(docker)
 	dockerUp := err == nil && dcli.PingWithContext(ctx) == nil
@@ -140,14 +147,18 @@ func run() int {
 			// Each simulated host is an address of its own: the same ports
 			// on every one, as on separate machines.
 			at := func(p int) string { return fmt.Sprintf("%s:%d", h, p) }
+			scoped := ""
+			if hosts > 1 {
+				scoped = h
+			}
 			children = append(children,
-				child{"publisher", []string{"--host", h, "--health-addr", at(pubPort)}, fmt.Sprintf("publisher  host %s  health http://%s/healthz", h, at(pubPort)), fmt.Sprintf("http://%s/healthz", at(pubPort))},
-				child{"agent", []string{"--host", h, "--health-addr", at(agentPort)}, fmt.Sprintf("agent      host %s  health http://%s/healthz", h, at(agentPort)), fmt.Sprintf("http://%s/healthz", at(agentPort))},
+				child{"publisher", []string{"--host", h, "--health-addr", at(pubPort)}, fmt.Sprintf("publisher  host %s  health http://%s/healthz", h, at(pubPort)), fmt.Sprintf("http://%s/healthz", at(pubPort)), scoped},
+				child{"agent", []string{"--host", h, "--health-addr", at(agentPort)}, fmt.Sprintf("agent      host %s  health http://%s/healthz", h, at(agentPort)), fmt.Sprintf("http://%s/healthz", at(agentPort)), scoped},
 			)
 		}
 		children = append(children,
-			child{"logspout", []string{"--web-addr", addr(webPort), "--state-dir", filepath.Join(dataDir, "logspout")}, fmt.Sprintf("logspout   http://127.0.0.1:%d/healthz", webPort), fmt.Sprintf("http://127.0.0.1:%d/healthz", webPort)},
-			child{"builder", []string{"--ssh-addr", addr(builderPort), "--health-addr", addr(builderHealth), "--repo-root", filepath.Join(dataDir, "repos")}, fmt.Sprintf("builder    ssh 127.0.0.1:%d  health http://127.0.0.1:%d/healthz", builderPort, builderHealth), fmt.Sprintf("http://127.0.0.1:%d/healthz", builderHealth)},
+			child{name: "logspout", args: []string{"--web-addr", addr(webPort), "--state-dir", filepath.Join(dataDir, "logspout")}, info: fmt.Sprintf("logspout   http://127.0.0.1:%d/healthz", webPort), health: fmt.Sprintf("http://127.0.0.1:%d/healthz", webPort)},
+			child{name: "builder", args: []string{"--ssh-addr", addr(builderPort), "--health-addr", addr(builderHealth), "--repo-root", filepath.Join(dataDir, "repos")}, info: fmt.Sprintf("builder    ssh 127.0.0.1:%d  health http://127.0.0.1:%d/healthz", builderPort, builderHealth), health: fmt.Sprintf("http://127.0.0.1:%d/healthz", builderHealth)},
 		)
 	}
 
@@ -159,7 +170,11 @@ func run() int {
 	}
 	fmt.Printf("devplane: etcd at %s, platform domain %s, data in %s\n", endpoint, domain, dataDir)
 	var wg sync.WaitGroup
-	died := make(chan string, len(children))
+	type death struct {
+		c   child
+		err error
+	}
+	died := make(chan death, len(children))
 	var procs []*exec.Cmd
 	var started []child
 	for _, c := range children {
@@ -179,10 +194,10 @@ func run() int {
 		procs = append(procs, cmd)
 		wg.Go(func() { prefix(c.name, stdout) })
 		wg.Go(func() { prefix(c.name, stderr) })
-		go func() {
-			err := cmd.Wait()
-			died <- fmt.Sprintf("%s exited: %v", c.name, err)
-		}()
+		go func() { died <- death{c, cmd.Wait()} }()
+		if c.host != "" {
+			fmt.Printf("devplane: %s of host %s is pid %d\n", c.name, c.host, cmd.Process.Pid)
+		}
 		started = append(started, c)
 	}
 	// The banner comes once every daemon listens: what it tells to type
@@ -197,31 +212,40 @@ func run() int {
 	if !dockerUp {
 		fmt.Println("devplane: no Docker engine answers; agent, publisher, logspout and builder not started (scripts/setup.sh starts one)")
 	}
+	remotePort := ""
+	if sshPort != 2222 {
+		remotePort = fmt.Sprintf("  (this router's SSH port is %d: git remote set-url deis ssh://git@127.0.0.1:%d/myapp.git)\n", sshPort, sshPort)
+	}
 	fmt.Printf(strings.ReplaceAll(`
-Try it:
-  curl http://127.0.0.1:%d/health-check
-  route an app: with any etcd v3 client at %s put
-    /deis/services/myapp/myapp_v1.web.1 = 127.0.0.1:<port of your app>
-  (or run a container named myapp_v1.web.1 with a published port: the publisher does it)
-  curl -H 'Host: myapp.%s' http://127.0.0.1:%d/
-  logger --server 127.0.0.1 --port %d --tcp --octet-count --rfc5424 -t myapp hello
-  curl http://127.0.0.1:%d/myapp
-  push an app: put /deis/apps/myapp/owner = you and your public key at
-    /deis/builder/users/you/<ssh-keygen -E md5 -lf key.pub, without "MD5:">, then
-  git remote add deis ssh://git@127.0.0.1:%d/myapp.git && git push deis master
-  the push waits for the scheduler to run it, then: curl http://myapp.%s:%d/
-  scale it: put /deis/apps/myapp/scale = {"web":3}
+Try it, in another terminal (README.md "Quickstart" has every step):
+  export PATH=%s:$PATH
+  deis register http://deis.%s:%d
+  deis keys:add ~/.ssh/id_ed25519.pub
+  cd <your app's git repository> && deis create myapp && git push deis master
+%s  curl http://myapp.%s:%d/
+  deis scale web=3 && deis logs
 Ctrl-C stops everything.
-`, "127.0.0.1", host), health, endpoint, domain, httpPort, syslogPort, logHTTP, sshPort, domain, httpPort)
+`, "127.0.0.1", host), binDir, domain, httpPort, remotePort, domain, httpPort)
 
 	exitCode := 0
-	select {
-	case <-ctx.Done():
-	case msg := <-died:
-		// A daemon that dies takes the plane down: a half-running plane
-		// would mislead whoever tries it.
-		fmt.Println("devplane: " + msg + "; stopping everything")
-		exitCode = 1
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case d := <-died:
+			if d.c.host != "" {
+				// One simulated host down out of several: the scheduler
+				// moves its units, as it would for a real machine.
+				fmt.Printf("devplane: %s of host %s exited: %v; that host is down, the others go on\n", d.c.name, d.c.host, d.err)
+				continue
+			}
+			// A shared daemon that dies takes the plane down: a
+			// half-running plane would mislead whoever tries it.
+			fmt.Printf("devplane: %s exited: %v; stopping everything\n", d.c.name, d.err)
+			exitCode = 1
+			break wait
+		}
 	}
 	for _, p := range procs {
 		if p.Process != nil {
