@@ -181,7 +181,7 @@ func runReadmeQuickstart(t *testing.T, hosts int) {
 		case strings.HasPrefix(line, "deis scale web=3"):
 			spread(t)
 		case strings.HasPrefix(line, "deis ps") && hosts > 1:
-			killOneHost(t, dcli, dp)
+			killOneHost(t, dcli, dp, "v3") // config:set made v3
 		}
 	}
 	list, _ := dcli.ListContainers(docker.ListContainersOptions{All: true, Filters: map[string][]string{"label": {keys.LabelApp + "=hello"}}})
@@ -240,11 +240,12 @@ func getApp(app string) (int, string) {
 // everything on it), while a client requests the app every 50 ms. The
 // dead host's routes must go within 15 s (lease + grace), and web=3 must
 // run on the two other hosts within 30 s (docs/scheduler.md's budget).
-func killOneHost(t *testing.T, dcli *docker.Client, dp *devplane) {
+func killOneHost(t *testing.T, dcli *docker.Client, dp *devplane, release string) {
 	t.Helper()
-	list, err := dcli.ListContainers(docker.ListContainersOptions{Filters: map[string][]string{"label": {keys.LabelApp + "=hello"}}})
-	if err != nil || len(list) == 0 {
-		t.Fatalf("hello's containers: %v %d", err, len(list))
+	current := docker.ListContainersOptions{Filters: map[string][]string{"label": {keys.LabelApp + "=hello", keys.LabelVersion + "=" + release, keys.LabelType + "=web"}}}
+	list, err := dcli.ListContainers(current)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("hello's web containers of %s: %v %d, want 3", release, err, len(list))
 	}
 	victim := list[0].Labels[keys.LabelHost]
 	pids := regexp.MustCompile(`devplane: (agent|publisher) of host ` + regexp.QuoteMeta(victim) + ` is pid (\d+)`).FindAllStringSubmatch(dp.out.String(), -1)
@@ -281,10 +282,10 @@ func killOneHost(t *testing.T, dcli *docker.Client, dp *devplane) {
 	t.Logf("killed host %s (agent, publisher, %d containers)", victim, len(gone))
 	var moved time.Duration
 	testenv.Eventually(t, 45*time.Second, func() bool {
-		l, _ := dcli.ListContainers(docker.ListContainersOptions{Filters: map[string][]string{"label": {keys.LabelApp + "=hello"}}})
+		l, _ := dcli.ListContainers(current)
 		n := 0
 		for _, c := range l {
-			if c.Labels[keys.LabelHost] != victim && c.Labels[keys.LabelType] == "web" {
+			if c.Labels[keys.LabelHost] != victim {
 				n++
 			}
 		}
