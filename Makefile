@@ -1,6 +1,6 @@
 # Deis data plane: see README.md. `make help` lists the targets.
 SHELL := /bin/bash
-DAEMONS := router logger logspout publisher builder controller agent deis etcd devplane
+DAEMONS := router logger logspout publisher builder controller agent deis deisctl etcd devplane
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/deis/dataplane/pkg/version.Version=$(VERSION)
 GO ?= go

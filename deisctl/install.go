@@ -1,0 +1,154 @@
+package deisctl
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/deis/dataplane/contrib/systemd"
+)
+
+// planes are Deis v1's host roles and the components each runs.
+var planes = map[string][]string{
+	"controlPlane": {"controller", "builder", "logger"},
+	"dataPlane":    {"agent", "publisher", "logspout"},
+	"routerMesh":   {"router"},
+}
+
+// allComponents is every installable component, etcd first.
+var allComponents = []string{"etcd", "logger", "controller", "builder", "router", "publisher", "logspout", "agent"}
+
+// Systemd is where install writes units and how it drives systemd.
+type Systemd struct {
+	UnitDir   string   // /etc/systemd/system
+	EnvDir    string   // /etc/deis: the per-component environment files
+	Systemctl []string // the systemctl command ("systemctl")
+	Planes    []string // this host's roles; empty: all three
+}
+
+// Resolve turns an install target into components: one component, or
+// "platform" (every component of this host's planes, and etcd), or
+// "stateless-platform" (the same without etcd: a host that uses an etcd
+// cluster or an etcd gRPC proxy elsewhere).
+func (s Systemd) Resolve(target string) ([]string, error) {
+	if slices.Contains(allComponents, target) {
+		return []string{target}, nil
+	}
+	if target != "platform" && target != "stateless-platform" {
+		return nil, fmt.Errorf("unknown component %q: want platform, stateless-platform or one of %s", target, strings.Join(allComponents, ", "))
+	}
+	use := s.Planes
+	if len(use) == 0 {
+		use = []string{"controlPlane", "dataPlane", "routerMesh"}
+	}
+	want := map[string]bool{"etcd": target == "platform"}
+	for _, p := range use {
+		cs, ok := planes[p]
+		if !ok {
+			return nil, fmt.Errorf("unknown plane %q: want controlPlane, dataPlane or routerMesh", p)
+		}
+		for _, c := range cs {
+			want[c] = true
+		}
+	}
+	var out []string
+	for _, c := range allComponents {
+		if want[c] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// Install writes each component's unit, the agent's placement labels (the
+// host's planes, so that `deis tags:set dataPlane=true` lands apps here),
+// then reloads systemd and enables and starts the units.
+func (s Systemd) Install(components []string) error {
+	if err := os.MkdirAll(s.UnitDir, 0o755); err != nil {
+		return fmt.Errorf("unit directory: %w", err)
+	}
+	var units []string
+	for _, c := range components {
+		name := "deis-" + c + ".service"
+		data, err := systemd.Units.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("no unit for %s: %w", c, err)
+		}
+		if err := os.WriteFile(filepath.Join(s.UnitDir, name), data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		units = append(units, name)
+		if c == "agent" {
+			if err := s.writeAgentLabels(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.systemctl("daemon-reload"); err != nil {
+		return err
+	}
+	return s.systemctl(append([]string{"enable", "--now"}, units...)...)
+}
+
+func (s Systemd) writeAgentLabels() error {
+	use := s.Planes
+	if len(use) == 0 {
+		use = []string{"controlPlane", "dataPlane", "routerMesh"}
+	}
+	labels := make([]string, 0, len(use))
+	for _, p := range use {
+		labels = append(labels, p+"=true")
+	}
+	if err := os.MkdirAll(s.EnvDir, 0o755); err != nil {
+		return fmt.Errorf("environment directory: %w", err)
+	}
+	path := filepath.Join(s.EnvDir, "agent.env")
+	old, _ := os.ReadFile(path)
+	var keep []string
+	for _, l := range strings.Split(string(old), "\n") {
+		if l != "" && !strings.HasPrefix(l, "LABELS=") {
+			keep = append(keep, l)
+		}
+	}
+	keep = append(keep, "LABELS="+strings.Join(labels, ","))
+	return os.WriteFile(path, []byte(strings.Join(keep, "\n")+"\n"), 0o644)
+}
+
+// Uninstall stops and disables the units, then removes their files.
+func (s Systemd) Uninstall(components []string) error {
+	var units []string
+	for _, c := range components {
+		units = append(units, "deis-"+c+".service")
+	}
+	if err := s.systemctl(append([]string{"disable", "--now"}, units...)...); err != nil {
+		return err
+	}
+	for _, u := range units {
+		if err := os.Remove(filepath.Join(s.UnitDir, u)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", u, err)
+		}
+	}
+	return s.systemctl("daemon-reload")
+}
+
+// Do runs start, stop or restart on the components' units.
+func (s Systemd) Do(verb string, components []string) error {
+	args := []string{verb}
+	for _, c := range components {
+		args = append(args, "deis-"+c+".service")
+	}
+	return s.systemctl(args...)
+}
+
+func (s Systemd) systemctl(args ...string) error {
+	cmd := exec.Command(s.Systemctl[0], append(append([]string{}, s.Systemctl[1:]...), args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", strings.Join(s.Systemctl, " "), strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
