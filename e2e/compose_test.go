@@ -8,7 +8,9 @@ import (
 )
 
 // TestComposeConfig validates docker-compose.yml with docker-compose itself
-// and checks every image it names is one scripts/images.sh builds.
+// and checks every image it names is one scripts/images.sh builds, under
+// names that are not the public deis/* ones, that the platform domain is
+// set, and that Docker waits longer than the router's grace on stop.
 func TestComposeConfig(t *testing.T) {
 	bin, err := exec.LookPath("docker-compose")
 	if err != nil {
@@ -25,9 +27,12 @@ func TestComposeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"etcd", "router", "logger", "logspout", "publisher", "builder"} {
-		if !strings.Contains(string(out), "image: deis/"+name+":latest") {
-			t.Errorf("compose config lacks image deis/%s", name)
+	if strings.Contains(string(out), "image: deis/") {
+		t.Error("compose names a public deis/* image")
+	}
+	for _, name := range []string{"etcd", "router", "logger", "logspout", "publisher", "builder", "controller", "agent", "deisctl"} {
+		if !strings.Contains(string(out), "image: localhost/deis-"+name+":latest") {
+			t.Errorf("compose config lacks image localhost/deis-%s", name)
 		}
 		if !strings.Contains(string(script), " "+name) {
 			t.Errorf("scripts/images.sh does not build %s", name)
@@ -36,7 +41,13 @@ func TestComposeConfig(t *testing.T) {
 			t.Errorf("no cmd/%s for image deis/%s", name, name)
 		}
 	}
-	for _, port := range []string{":80", ":443", ":2222", ":514"} {
+	if !strings.Contains(string(out), "domain=localhost") {
+		t.Error("compose does not set the platform domain")
+	}
+	if !strings.Contains(string(out), "- --grace\n    - 30s\n") || strings.Count(string(out), "stop_grace_period: 40s") < 9 {
+		t.Errorf("every service must wait 40s on stop, longer than the router's 30s grace:\n%s", out)
+	}
+	for _, port := range []string{":80", ":443", ":2222", ":514", ":8001"} {
 		if !strings.Contains(string(out), "- "+port+"\n") {
 			t.Errorf("compose config does not put a daemon on %s", port)
 		}

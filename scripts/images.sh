@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds one image per daemon, FROM scratch with the static binary from
-# `make build`, tagged deis/<name>:<version> and deis/<name>:latest. Nothing
-# is pulled: scratch needs no base image.
+# `make build`, tagged localhost/deis-<name>:<version> and :latest. Nothing
+# is pulled: scratch needs no base image. The names, localhost/deis-<name>,
+# cannot be mistaken for (or pulled as) the public deis/* images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -26,7 +27,7 @@ if command -v git >/dev/null && [ -x /bin/busybox ]; then
   cp /bin/busybox "$gitroot/bin/busybox" && ln -sf busybox "$gitroot/bin/sh"
   chmod 1777 "$gitroot/tmp"
 fi
-for name in etcd router logger logspout publisher builder; do
+for name in etcd router logger logspout publisher builder controller agent deisctl; do
   [ -x "bin/$name" ] || { echo "images: bin/$name missing, skipped"; continue; }
   cp "bin/$name" "$ctx/$name"
   extra=""
@@ -42,7 +43,7 @@ $extra
 COPY $name /$name
 ENTRYPOINT ["/$name"]
 DOCKERFILE
-  DOCKER_BUILDKIT=0 docker build -q -t "deis/$name:$version" -t "deis/$name:latest" "$ctx" >/dev/null
+  DOCKER_BUILDKIT=0 docker build -q -t "localhost/deis-$name:$version" -t "localhost/deis-$name:latest" "$ctx" >/dev/null
   rm -rf "$ctx/$name" "$ctx/rootfs"
-  echo "images: deis/$name:$version"
+  echo "images: localhost/deis-$name:$version"
 done
