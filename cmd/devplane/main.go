@@ -51,6 +51,7 @@ func main() { os.Exit(run()) }
 func run() int {
 	var (
 		dataDir, domain, binDir, host, docker string
+		external                              string
 		etcdPort, peerPort                    int
 		httpPort, httpsPort, sshPort, health  int
 		syslogPort, logHTTP, webPort, pubPort int
@@ -64,6 +65,7 @@ func run() int {
 	fs.StringVar(&host, "host", "127.0.0.1", "address published for this host")
 	fs.StringVar(&docker, "docker", daemon.Env("DOCKER_HOST", daemon.DefaultDocker), "Docker engine")
 	fs.IntVar(&etcdPort, "etcd-port", 2379, "etcd client port")
+	fs.StringVar(&external, "etcd", "", "comma-separated endpoints of an etcd cluster to use instead of the embedded etcd (a 3-member cluster, an etcd grpc-proxy)")
 	fs.IntVar(&peerPort, "etcd-peer-port", 2380, "etcd peer port")
 	fs.IntVar(&httpPort, "http-port", 8080, "router HTTP port")
 	fs.IntVar(&httpsPort, "https-port", 8443, "router HTTPS port")
@@ -102,12 +104,20 @@ func run() int {
 	defer stop()
 
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
-	etcd, err := startEtcd(filepath.Join(dataDir, "etcd"), etcdPort, peerPort)
-	if err != nil {
-		return fail("etcd: %v", err)
+	if external == "" {
+		etcd, err := startEtcd(filepath.Join(dataDir, "etcd"), etcdPort, peerPort)
+		if err != nil {
+			return fail("etcd: %v", err)
+		}
+		defer etcd.Close()
+	} else {
+		endpoint = external
 	}
-	defer etcd.Close()
-	cli, err := etcdutil.Connect([]string{endpoint})
+	eps, err := daemon.ParseEndpoints(endpoint)
+	if err != nil {
+		return fail("--etcd: %v", err)
+	}
+	cli, err := etcdutil.Connect(eps)
 	if err != nil {
 		return fail("etcd client: %v", err)
 	}

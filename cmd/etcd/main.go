@@ -4,19 +4,28 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 
 	"github.com/deis/dataplane/pkg/daemon"
+	"github.com/deis/dataplane/pkg/etcdproxy"
+	"github.com/deis/dataplane/pkg/etcdutil"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "grpc-proxy" {
+		grpcProxy(os.Args[2:])
+		return
+	}
 	var (
 		name, dataDir, listenClient, advertiseClient, listenPeer, advertisePeer, initialCluster, logLevel string
 	)
@@ -87,6 +96,51 @@ func main() {
 	case err := <-srv.Err():
 		srv.Close()
 		fmt.Fprintf(os.Stderr, "etcd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// grpcProxy is `etcd grpc-proxy start`: etcd's v3 gRPC proxy
+// (pkg/etcdproxy), with upstream's flag names.
+func grpcProxy(args []string) {
+	if len(args) == 0 || args[0] != "start" {
+		fmt.Fprintln(os.Stderr, "usage: etcd grpc-proxy start --endpoints <cluster URLs> [--listen-addr 127.0.0.1:23790]")
+		os.Exit(2)
+	}
+	var endpoints, listen, advertise, ca, cert, key string
+	fs := flag.NewFlagSet("grpc-proxy", flag.ExitOnError)
+	fs.StringVar(&endpoints, "endpoints", "127.0.0.1:2379", "comma-separated endpoints of the etcd cluster")
+	fs.StringVar(&listen, "listen-addr", "127.0.0.1:23790", "where the proxy serves etcd v3 clients")
+	fs.StringVar(&advertise, "advertise-client-url", "", "URL clients use to reach this proxy (default http://<listen-addr>)")
+	fs.StringVar(&ca, "cacert", "", "CA of the cluster's certificate, for https:// endpoints")
+	fs.StringVar(&cert, "cert", "", "client certificate for the cluster, with --key")
+	fs.StringVar(&key, "key", "", "key of --cert")
+	var eps []string
+	var tlsCfg *tls.Config
+	daemon.Parse(fs, args[1:], func() (err error) {
+		if eps, err = daemon.ParseEndpoints(endpoints); err != nil {
+			return fmt.Errorf("--endpoints: %w", err)
+		}
+		if advertise == "" {
+			advertise = "http://" + listen
+		}
+		tlsCfg, err = daemon.EtcdTLS(ca, cert, key)
+		return err
+	})
+	cli, err := etcdutil.Connect(eps, etcdutil.WithTLS(tlsCfg))
+	if err != nil {
+		daemon.Fail("etcd grpc-proxy", "--endpoints", err)
+	}
+	defer cli.Close()
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		daemon.Fail("etcd grpc-proxy", "--listen-addr", err)
+	}
+	ctx, stop := daemon.SignalContext()
+	defer stop()
+	fmt.Fprintf(os.Stderr, "etcd grpc-proxy: serving %s for %s\n", ln.Addr(), strings.Join(eps, ","))
+	if err := etcdproxy.Serve(ctx, ln, cli, advertise, zap.NewNop()); err != nil {
+		fmt.Fprintln(os.Stderr, "etcd grpc-proxy:", err)
 		os.Exit(1)
 	}
 }
