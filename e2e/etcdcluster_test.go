@@ -163,6 +163,9 @@ func TestPlatformSurvivesLosingAnEtcdMember(t *testing.T) {
 	total := 0
 	for h, ns := range byHost {
 		total += len(ns)
+		if ns[0] != 1 {
+			t.Errorf("container %s: its first line in the log is tick %d, want 1", h, ns[0])
+		}
 		for i := 1; i < len(ns); i++ {
 			if ns[i] != ns[i-1]+1 {
 				t.Errorf("container %s: tick %d follows tick %d: lines lost or reordered", h, ns[i], ns[i-1])
@@ -329,4 +332,55 @@ func (l *load) stop() (ok, failed int, bodies map[string]bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.ok, l.failed, l.bodies
+}
+
+// TestPlatformThroughAnEtcdGRPCProxy runs every daemon of `make run`
+// against `etcd grpc-proxy` (the v3 form of Deis v1's etcd proxies on hosts
+// outside the cluster), in front of a 3-member cluster: a push deploys and
+// serves, a scale rolls out (watches and leases through the proxy), and
+// deisctl status through the proxy sees every component.
+func TestPlatformThroughAnEtcdGRPCProxy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds every binary and needs Docker")
+	}
+	dcli := testenv.Docker(t)
+	if err := testenv.EnsureBusyboxImage(dcli); err != nil {
+		t.Fatal(err)
+	}
+	bin := build(t, "etcd", "devplane", "deis", "deisctl")
+	ms := startEtcdCluster(t, bin, 3)
+	proxyAddr := testenv.FreeAddr(t)
+	proxyOut := &lockedBuffer{}
+	proxy := exec.Command(filepath.Join(bin, "etcd"), "grpc-proxy", "start", "--endpoints", endpoints(ms), "--listen-addr", proxyAddr)
+	proxy.Stdout, proxy.Stderr = proxyOut, proxyOut
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Process.Kill(); _ = proxy.Wait() })
+	dp := startDevplaneOn(t, "127.0.0.87", "--etcd", "http://"+proxyAddr)
+	p := newPusher(t, dp)
+	p.commit("web: mkdir -p /www && echo through-the-proxy > /www/index.html && exec httpd -f -p $PORT -h /www\n")
+	p.push("done, " + p.app + ":v2 deployed")
+	if out := p.deis("scale", "web=2"); !strings.Contains(out, "web.2 up (v2)") {
+		t.Errorf("scale through the proxy: %s", out)
+	}
+	load := startLoad(t, dp, p.app)
+	time.Sleep(time.Second)
+	ok, failed, bodies := load.stop()
+	if ok == 0 || failed != 0 || !bodies["through-the-proxy"] {
+		t.Errorf("the app through the router: %d ok, %d failed, %v", ok, failed, bodies)
+	}
+	cmd := exec.Command(filepath.Join(bin, "deisctl"), "--etcd", "http://"+proxyAddr, "status")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("deisctl status through the proxy: %v\n%s", err, out)
+	}
+	for _, c := range []string{"controller", "router", "logger", "builder", "agent"} {
+		if !regexp.MustCompile(`(?m)^` + c + ` .* ok `).Match(out) {
+			t.Errorf("deisctl status does not show %s ok:\n%s", c, out)
+		}
+	}
+	if !strings.Contains(proxyOut.String(), "serving "+proxyAddr) {
+		t.Errorf("the proxy did not say it serves: %s", proxyOut.String())
+	}
 }

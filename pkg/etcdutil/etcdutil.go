@@ -55,7 +55,7 @@ func Connect(endpoints []string, opts ...Option) (*clientv3.Client, error) {
 				MaxDelay:   time.Second,
 			},
 			MinConnectTimeout: time.Second,
-		})},
+		}), grpc.WithChainUnaryInterceptor(retryThroughElections)},
 	}
 	for _, o := range opts {
 		o(&cfg)
