@@ -15,7 +15,8 @@ fi
 make -s build >/dev/null
 tmp=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; nginx -p "$tmp" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$tmp"; }
+router_pid=""; haproxy_pid=""; caddy_pid=""
+cleanup() { for p in "${pids[@]}" $router_pid $haproxy_pid $caddy_pid; do kill "$p" 2>/dev/null || true; done; nginx -p "$tmp" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 go build -o "$tmp/backend" ./bench/router/backend
 "$tmp/backend" -addr 127.0.0.1:18999 & pids+=($!)
@@ -29,16 +30,31 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
 # Route "bench" to the backend, with the certificate, through etcd.
 go run ./bench/router/seed -etcd http://127.0.0.1:12379 -backend 127.0.0.1:18999 -cert "$tmp/cert.pem" -key "$tmp/key.pem"
 
-./bin/router --etcd http://127.0.0.1:12379 --http-addr 127.0.0.1:18080 --https-addr 127.0.0.1:18443 --ssh-addr "" \
-  --health-addr 127.0.0.1:19090 --access-log false --log-level warn & pids+=($!)
-
-cat > "$tmp/nginx.conf" <<NGINX
-worker_processes auto;
+# Every proxy gets the machine's cores (router: GOMAXPROCS, nginx:
+# worker_processes auto, HAProxy: nbthread, Caddy: GOMAXPROCS), keep-alive
+# to the backend, and the same access-log setting: off for the main table,
+# on (to a file) for the second. docs/router.md says why.
+cores=$(nproc)
+start_proxies() { # on|off
+  local log=$1
+  ./bin/router --etcd http://127.0.0.1:12379 --http-addr 127.0.0.1:18080 --https-addr 127.0.0.1:18443 --ssh-addr "" \
+    --health-addr 127.0.0.1:19090 --access-log "$([ "$log" = on ] && echo true || echo false)" --log-level warn >"$tmp/router-access.log" & router_pid=$!
+  local nginx_log="access_log off;" hap_log="" caddy_log=""
+  if [ "$log" = on ]; then
+    nginx_log="access_log $tmp/nginx-access.log;"
+    hap_log="  log stdout format raw local0
+  option httplog"
+    caddy_log="  log {
+    output file $tmp/caddy-access.log
+  }"
+  fi
+  cat > "$tmp/nginx.conf" <<NGINX
+worker_processes $cores;
 pid $tmp/nginx.pid;
 error_log $tmp/nginx-error.log;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  $nginx_log
   upstream app { server 127.0.0.1:18999; keepalive 128; }
   server {
     listen 127.0.0.1:18081;
@@ -49,11 +65,11 @@ http {
   }
 }
 NGINX
-nginx -p "$tmp" -c nginx.conf
-cat > "$tmp/haproxy.cfg" <<HAP
+  nginx -p "$tmp" -c nginx.conf
+  cat > "$tmp/haproxy.cfg" <<HAP
 global
   maxconn 4096
-  nbthread 2
+  nbthread $cores
 defaults
   mode http
   timeout connect 5s
@@ -61,6 +77,7 @@ defaults
   timeout server 30s
   option http-keep-alive
   option forwardfor
+$hap_log
 frontend f
   bind 127.0.0.1:18082
   default_backend b
@@ -68,8 +85,8 @@ backend b
   http-reuse always
   server s1 127.0.0.1:18999
 HAP
-haproxy -f "$tmp/haproxy.cfg" & pids+=($!)
-cat > "$tmp/Caddyfile" <<CADDY
+  haproxy -f "$tmp/haproxy.cfg" >"$tmp/haproxy-access.log" 2>&1 & haproxy_pid=$!
+  cat > "$tmp/Caddyfile" <<CADDY
 {
   admin off
   auto_https off
@@ -77,29 +94,75 @@ cat > "$tmp/Caddyfile" <<CADDY
 http://:18083 {
   bind 127.0.0.1
   reverse_proxy 127.0.0.1:18999
+$caddy_log
 }
 CADDY
-HOME=$tmp XDG_DATA_HOME=$tmp XDG_CONFIG_HOME=$tmp caddy run --config "$tmp/Caddyfile" --adapter caddyfile >/dev/null 2>&1 & pids+=($!)
-
-for port in 18080 18081 18082 18083; do
-  for _ in $(seq 50); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.local.deis.example' http://127.0.0.1:$port/)" = 200 ] && break
-    sleep 0.2
+  HOME=$tmp XDG_DATA_HOME=$tmp XDG_CONFIG_HOME=$tmp caddy run --config "$tmp/Caddyfile" --adapter caddyfile >/dev/null 2>&1 & caddy_pid=$!
+  for port in 18080 18081 18082 18083; do
+    for _ in $(seq 100); do
+      [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: bench.local.deis.example' http://127.0.0.1:$port/)" = 200 ] && break
+      sleep 0.2
+    done
   done
-done
-
-declare -A rps p50 p99
-run_wrk() { # name port
+}
+stop_proxies() {
+  kill "$router_pid" "$haproxy_pid" "$caddy_pid" 2>/dev/null || true
+  nginx -p "$tmp" -c nginx.conf -s stop 2>/dev/null || true
+  wait "$router_pid" "$haproxy_pid" "$caddy_pid" 2>/dev/null || true
+  sleep 1
+}
+pids_of() { # name: the proxy's processes (nginx: master and workers)
+  case $1 in
+    router) echo "$router_pid" ;;
+    haproxy) echo "$haproxy_pid" ;;
+    caddy) echo "$caddy_pid" ;;
+    nginx) local m; m=$(cat "$tmp/nginx.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')" ;;
+  esac
+}
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo $t; }
+hz=$(getconf CLK_TCK)
+ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms/,"",v); print v } else if (v ~ /s$/) { sub(/s/,"",v); print v*1000 } else print v }'; }
+declare -A RPS P50 P99 CPU
+run_wrk() { # name port: appends this run's req/s, p50, p99 and CPU s per 100k requests
+  local pids; pids=$(pids_of "$1")
   wrk -t2 -c64 -d2s -H 'Host: bench.local.deis.example' "http://127.0.0.1:$2/" >/dev/null 2>&1 # warm-up
-  local res; res=$(wrk -t2 -c64 -d"$DURATION" --latency -H 'Host: bench.local.deis.example' "http://127.0.0.1:$2/")
-  rps[$1]=$(awk '/Requests\/sec/ {print $2}' <<<"$res")
-  p50[$1]=$(awk '$1=="50%" {print $2}' <<<"$res")
-  p99[$1]=$(awk '$1=="99%" {print $2}' <<<"$res")
+  local before after res reqs
+  before=$(cpu_ticks $pids)
+  res=$(wrk -t2 -c64 -d"$DURATION" --latency -H 'Host: bench.local.deis.example' "http://127.0.0.1:$2/")
+  after=$(cpu_ticks $pids)
+  reqs=$(awk '/requests in/ {print $1}' <<<"$res")
+  RPS[$1]+="$(awk '/Requests\/sec/ {print $2}' <<<"$res") "
+  P50[$1]+="$(ms "$(awk '$1=="50%" {print $2}' <<<"$res")") "
+  P99[$1]+="$(ms "$(awk '$1=="99%" {print $2}' <<<"$res")") "
+  CPU[$1]+="$(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN{printf "%.3f", t/hz/n*100000}') "
   if grep -q "Non-2xx" <<<"$res"; then echo "bench/router: $1 answered non-2xx:"; grep Non-2xx <<<"$res"; fi
 }
-ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms/,"",v); print v } else if (v ~ /s$/) { sub(/s/,"",v); print v*1000 } else print v }'; }
-for name in router:18080 nginx:18081 haproxy:18082 caddy:18083; do run_wrk "${name%%:*}" "${name##*:}"; done
-
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+spread() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {printf "%s–%s", v[1], v[NR]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
+RUNS=${RUNS:-3}
+order=(router nginx haproxy caddy)
+port_of() { case $1 in router) echo 18080;; nginx) echo 18081;; haproxy) echo 18082;; caddy) echo 18083;; esac; }
+bench_table() { # title: RUNS alternating rounds (the order rotates each round), then a table
+  unset RPS P50 P99 CPU; declare -gA RPS P50 P99 CPU
+  local r i n
+  for r in $(seq "$RUNS"); do
+    for i in 0 1 2 3; do
+      n=${order[$(( (i + r - 1) % 4 ))]}
+      run_wrk "$n" "$(port_of "$n")"
+    done
+  done
+  echo "| proxy | requests/s, median (range) | p50 ms | p99 ms, median (range) | CPU s per 100k requests | router ÷ this (req/s) |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  for n in router nginx haproxy caddy; do
+    echo "| $n | $(median "${RPS[$n]}") ($(spread "${RPS[$n]}")) | $(median "${P50[$n]}") | $(median "${P99[$n]}") ($(spread "${P99[$n]}")) | $(median "${CPU[$n]}") ($(spread "${CPU[$n]}")) | $(ratio "$(median "${RPS[router]}")" "$(median "${RPS[$n]}")") |"
+  done
+  echo
+  echo "Each run, router ÷ nginx and ÷ HAProxy req/s: $(for r in $(seq "$RUNS"); do a=$(cut -d' ' -f$r <<<"${RPS[router]}"); b=$(cut -d' ' -f$r <<<"${RPS[nginx]}"); c=$(cut -d' ' -f$r <<<"${RPS[haproxy]}"); printf '%s/%s ' "$(ratio "$a" "$b")" "$(ratio "$a" "$c")"; done)"
+}
+start_proxies off
+bench_table > "$tmp/table_off.md"
+router_pid_off=$router_pid
 go build -o "$tmp/tlsbench" ./bench/router/tlsbench
 tls_rate() { # port: full handshakes per second (openssl s_time cannot send SNI)
   "$tmp/tlsbench" -addr "127.0.0.1:$1" -d 5s -c 8 | awk '{print $1}'
@@ -107,7 +170,6 @@ tls_rate() { # port: full handshakes per second (openssl s_time cannot send SNI)
 tls_router=$(tls_rate 18443); tls_nginx=$(tls_rate 18444)
 
 # Scale: 10,000 more apps x 3 backends, then the router's resident memory.
-router_pid=${pids[2]}
 go run ./bench/router/seed -etcd http://127.0.0.1:12379 -backend 127.0.0.1:18999 -apps 10000
 for _ in $(seq 100); do
   apps=$(curl -s http://127.0.0.1:19090/metrics | awk '$1=="router_table_apps" {printf "%d", $2}')
@@ -116,17 +178,22 @@ done
 rss_mb=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/$router_pid/status)
 build_ms=$(curl -s http://127.0.0.1:19090/metrics | awk '$1=="router_table_build_seconds_sum" {s=$2} $1=="router_table_build_seconds_count" {c=$2} END {if (c>0) printf "%.1f", s/c*1000}')
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
+stop_proxies
+start_proxies on
+bench_table > "$tmp/table_on.md"
+stop_proxies
 {
-  echo "## Router vs nginx, HAProxy, Caddy"
+  echo "## Router vs nginx, HAProxy, Caddy ($(date -u +%Y-%m-%d))"
   echo
-  echo "wrk -t2 -c64 -d$DURATION --latency, keep-alive, 19-byte responses from one local backend; all on 127.0.0.1 in one run (\`bench/router/run.sh\`)."
+  echo "wrk -t2 -c64 -d$DURATION --latency, keep-alive, 19-byte responses from one local backend in its own process; every proxy with $cores workers/threads and keep-alive to the backend; $RUNS rounds, the order rotating each round; CPU from /proc over each run (\`bench/router/run.sh\`, docs/router.md)."
   echo
-  echo "| proxy | requests/s | p50 ms | p99 ms | router ÷ this (req/s) |"
-  echo "| --- | ---: | ---: | ---: | ---: |"
-  for n in router nginx haproxy caddy; do
-    echo "| $n | ${rps[$n]} | $(ms "${p50[$n]}") | $(ms "${p99[$n]}") | $(ratio "${rps[router]}" "${rps[$n]}") |"
-  done
+  echo "### Access logs off on all"
+  echo
+  cat "$tmp/table_off.md"
+  echo
+  echo "### Access logs on for all (to a file; the router's JSON lines to its stdout, a file)"
+  echo
+  cat "$tmp/table_on.md"
   echo
   echo "With ${apps:-?} apps (10,000 x 3 backends added): router RSS ${rss_mb} MB; mean table build ${build_ms} ms over the run."
   echo
@@ -134,8 +201,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b>0) printf "%.2f", a/b; else pri
 } > "$out/router.md"
 {
   echo "chart,series,value,unit"
-  for n in router nginx haproxy caddy; do echo "router_requests_per_s,$n,${rps[$n]},req/s"; done
-  for n in router nginx haproxy caddy; do echo "router_p99_ms,$n,$(ms "${p99[$n]}"),ms"; done
+  for n in router nginx haproxy caddy; do echo "router_requests_per_s,$n,$(median "${RPS[$n]:-0}"),req/s"; done
   echo "router_tls_handshakes_per_s,router,${tls_router:-0},handshakes/s"
   echo "router_tls_handshakes_per_s,nginx,${tls_nginx:-0},handshakes/s"
 } > "$out/router.csv"

@@ -94,8 +94,11 @@ func (t *transport) RoundTrip(_ *fasthttp.HostClient, req *fasthttp.Request, res
 	if err != nil {
 		return false, err
 	}
-	now := time.Now()
-	_ = pc.c.SetWriteDeadline(now.Add(t.read))
+	// One deadline for the write and the read of the head: each deadline
+	// call costs a runtime timer update, on every request. A pooled
+	// connection keeps its past deadline while idle; it is set again here
+	// before any use.
+	_ = pc.c.SetDeadline(time.Now().Add(t.read))
 	if err := req.Write(pc.bw); err != nil {
 		t.close(pc)
 		return reused, err
@@ -104,7 +107,6 @@ func (t *transport) RoundTrip(_ *fasthttp.HostClient, req *fasthttp.Request, res
 		t.close(pc)
 		return reused, err
 	}
-	_ = pc.c.SetReadDeadline(now.Add(t.read))
 	for {
 		if err := resp.Header.Read(pc.br); err != nil {
 			t.close(pc)
@@ -158,7 +160,6 @@ func (t *transport) RoundTrip(_ *fasthttp.HostClient, req *fasthttp.Request, res
 }
 
 func (t *transport) finish(pc *pconn, keep bool) {
-	_ = pc.c.SetDeadline(time.Time{})
 	if keep {
 		t.put(pc)
 	} else {
