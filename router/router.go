@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	reuseport "github.com/libp2p/go-reuseport"
@@ -70,6 +71,15 @@ type Router struct {
 
 	buildDuration prometheus.Histogram
 	invalid       prometheus.Counter
+
+	// tlsForTable is the TLS configuration of the installed table, built
+	// once per table rather than once per handshake.
+	tlsForTable atomic.Pointer[tableTLS]
+}
+
+type tableTLS struct {
+	t   *table.Table
+	cfg *tls.Config
 }
 
 // New binds every listener (so that errors surface at start) and returns a
@@ -311,6 +321,18 @@ func (r *Router) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
 	if t == nil {
 		return nil, errors.New("no routing table loaded yet")
 	}
+	if c := r.tlsForTable.Load(); c != nil && c.t == t {
+		return c.cfg, nil
+	}
+	cfg := tlsConfigFor(t)
+	r.tlsForTable.Store(&tableTLS{t, cfg})
+	return cfg, nil
+}
+
+// tlsConfigFor serves t's certificates by SNI with t's minimum version.
+// Session tickets are on: a config from GetConfigForClient without keys of
+// its own uses the listener's, which rotate on their own.
+func tlsConfigFor(t *table.Table) *tls.Config {
 	return &tls.Config{
 		MinVersion: t.Settings.MinTLSVersion,
 		NextProtos: []string{"http/1.1"},
@@ -320,7 +342,7 @@ func (r *Router) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
 			}
 			return nil, fmt.Errorf("no certificate for server name %q", h.ServerName)
 		},
-	}, nil
+	}
 }
 
 // firstTableWait bounds how long Run holds connections for the first table.

@@ -348,6 +348,23 @@ func TestTLSSNIAndHTTPSPolicies(t *testing.T) {
 	if _, err := client("www.nocert.com").Get("https://www.nocert.com/"); err == nil {
 		t.Fatal("handshake for a domain without certificate succeeded")
 	}
+	// Sessions resume (tickets on), with TLS 1.2 and 1.3.
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		cache := tls.NewLRUClientSessionCache(4)
+		for i, want := range []bool{false, true} {
+			conn, err := tls.Dial("tcp", h.tls, &tls.Config{RootCAs: ca.Pool, ServerName: "www.shop.com", ClientSessionCache: cache, MinVersion: v, MaxVersion: v})
+			if err != nil {
+				t.Fatalf("TLS %x handshake %d: %v", v, i, err)
+			}
+			// TLS 1.3 tickets arrive after the handshake: read to get them.
+			_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _ = conn.Read(make([]byte, 1))
+			if got := conn.ConnectionState().DidResume; got != want {
+				t.Errorf("TLS %x handshake %d: resumed %v, want %v", v, i, got, want)
+			}
+			conn.Close()
+		}
+	}
 	// TLS 1.1 is refused by default.
 	conn, err := tls.Dial("tcp", h.tls, &tls.Config{RootCAs: ca.Pool, ServerName: "www.shop.com", MaxVersion: tls.VersionTLS11})
 	if err == nil {
