@@ -207,7 +207,7 @@ func Parse(fs *flag.FlagSet, args []string, validate ...func() error) {
 	// contract is one line naming it. -h still prints the usage.
 	fs.Init(fs.Name(), flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(os.Stderr)
 			fs.Usage()
@@ -227,6 +227,38 @@ func Parse(fs *flag.FlagSet, args []string, validate ...func() error) {
 			os.Exit(ExitUsage)
 		}
 	}
+}
+
+// parseArgs is fs.Parse with two differences. A boolean flag followed by
+// a separate true/false word takes it ("--access-log false"): Go's flag
+// package would read the flag as true and leave "false" behind. And an
+// argument left over is an error: every setting is a flag, so a stray word
+// is a mistyped one, which must not be ignored.
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	joined := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name := strings.TrimLeft(a, "-")
+		if strings.HasPrefix(a, "-") && !strings.Contains(name, "=") && i+1 < len(args) {
+			if f := fs.Lookup(name); f != nil {
+				if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+					if _, err := ParseBool(args[i+1]); err == nil {
+						joined = append(joined, a+"="+args[i+1])
+						i++
+						continue
+					}
+				}
+			}
+		}
+		joined = append(joined, a)
+	}
+	if err := fs.Parse(joined); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: settings are flags (--name=value)", fs.Arg(0))
+	}
+	return nil
 }
 
 // NewLogger returns a JSON slog logger at level, tagged with the component.

@@ -145,3 +145,37 @@ func TestAdminServesHealthAndMetrics(t *testing.T) {
 		t.Fatalf("/metrics = %d, body lacks go_goroutines", code)
 	}
 }
+
+// TestBoolFlagTakesASeparateValue: "--access-log false" is false, not true
+// plus a stray "false"; a stray argument is refused.
+func TestBoolFlagTakesASeparateValue(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+		err  string
+	}{
+		{[]string{"--log", "false"}, false, ""},
+		{[]string{"--log", "off", "--n", "3"}, false, ""},
+		{[]string{"--log=false"}, false, ""},
+		{[]string{"--log"}, true, ""},
+		{[]string{"--log", "--n", "3"}, true, ""},
+		{[]string{}, true, ""},
+		{[]string{"--n", "3", "stray"}, true, `unexpected argument "stray"`},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		var on bool
+		BoolVar(fs, &on, "log", "T_LOG_UNSET", true, "")
+		fs.Int("n", 0, "")
+		err := parseArgs(fs, c.args)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%v: err %v, want %q", c.args, err, c.err)
+			}
+			continue
+		}
+		if err != nil || on != c.want {
+			t.Errorf("%v: %v %v, want %v", c.args, on, err, c.want)
+		}
+	}
+}
