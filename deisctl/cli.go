@@ -36,6 +36,7 @@ Commands:
   install [component|platform|stateless-platform] [--planes controlPlane,dataPlane,routerMesh]
   uninstall [component|platform|stateless-platform]
   start|stop|restart [component|platform|stateless-platform]
+  rolling-restart router                   a new router beside the old on the same ports, then the old one stops: no refused connection
   backup <file> [--logs-dir DIR] [--repos-dir DIR]
   restore <file> [--logs-dir DIR] [--repos-dir DIR] [--force]
 `
@@ -61,6 +62,11 @@ func (c *CLI) Run(ctx context.Context, args []string) error {
 		return c.backupRestore(ctx, args[0], args[1:])
 	case "install", "uninstall", "start", "stop", "restart":
 		return c.units(args[0], args[1:])
+	case "rolling-restart":
+		if len(args) != 2 || args[1] != "router" {
+			return errors.New("usage: deisctl rolling-restart router (the router alone shares its ports between two processes; restart other components with restart)")
+		}
+		return c.Systemd.RollingRestartRouter(func(msg string) { fmt.Fprintln(c.Stdout, "rolling-restart: "+msg) })
 	}
 	return fmt.Errorf("unknown command %q: deisctl help lists them", args[0])
 }

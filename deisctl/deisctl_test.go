@@ -244,7 +244,7 @@ func TestInstallWritesUnitsForThePlanes(t *testing.T) {
 	_ = os.WriteFile(fake, []byte("#!/bin/sh\necho \"$@\" >> "+logFile+"\n"), 0o755)
 	units, env := filepath.Join(dir, "units"), filepath.Join(dir, "env")
 	var out bytes.Buffer
-	c := &deisctl.CLI{Stdout: &out, Stderr: &out, Systemd: deisctl.Systemd{UnitDir: units, EnvDir: env, Systemctl: []string{fake}}}
+	c := &deisctl.CLI{Stdout: &out, Stderr: &out, Systemd: deisctl.Systemd{UnitDir: units, EnvDir: env, Systemctl: []string{fake}, Sysctl: []string{fake, "sysctl"}, SysctlDir: filepath.Join(dir, "sysctl.d")}}
 	if err := c.Run(context.Background(), []string{"install", "stateless-platform", "--planes", "dataPlane,routerMesh"}); err != nil {
 		t.Fatalf("install: %v %s", err, out.String())
 	}
@@ -260,7 +260,7 @@ func TestInstallWritesUnitsForThePlanes(t *testing.T) {
 		t.Errorf("agent.env: %q", data)
 	}
 	calls, _ := os.ReadFile(logFile)
-	if !strings.Contains(string(calls), "daemon-reload\nenable --now deis-router.service deis-publisher.service deis-logspout.service deis-agent.service\n") {
+	if !strings.Contains(string(calls), "sysctl -w net.ipv4.tcp_migrate_req=1\ndaemon-reload\nenable --now deis-router.service deis-publisher.service deis-logspout.service deis-agent.service\n") {
 		t.Errorf("systemctl calls: %q", calls)
 	}
 	if err := c.Run(context.Background(), []string{"restart", "router"}); err != nil {
@@ -278,5 +278,50 @@ func TestInstallWritesUnitsForThePlanes(t *testing.T) {
 	}
 	if err := c.Run(context.Background(), []string{"install", "platform", "--planes", "nowhere"}); err == nil || !strings.Contains(err.Error(), "unknown plane") {
 		t.Errorf("a bad plane: %v", err)
+	}
+}
+
+// TestRollingRestartRouterAlternatesInstances drives rolling-restart with a
+// FAKE systemctl (a script that records its arguments and answers
+// is-active for the instance named in $ACTIVE): a new instance starts
+// beside the running one before the old one stops. That the ports really
+// pass between two routers without a refused connection is
+// router.TestRestartUnderLoadLosesNothing.
+func TestRollingRestartRouterAlternatesInstances(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "systemctl.log")
+	for _, c := range []struct {
+		active string
+		want   string
+	}{
+		{"deis-router.service", "start deis-router@a.service\nenable deis-router@a.service\nstop deis-router.service\ndisable deis-router.service\n"},
+		{"deis-router@a.service", "start deis-router@b.service\nenable deis-router@b.service\nstop deis-router@a.service\ndisable deis-router@a.service\n"},
+		{"deis-router@b.service", "start deis-router@a.service\nenable deis-router@a.service\nstop deis-router@b.service\ndisable deis-router@b.service\n"},
+	} {
+		_ = os.Remove(logFile)
+		fake := filepath.Join(dir, "systemctl")
+		_ = os.WriteFile(fake, []byte("#!/bin/sh\nif [ \"$1\" = is-active ]; then [ \"$3\" = \""+c.active+"\" ]; exit $?; fi\necho \"$@\" >> "+logFile+"\n"), 0o755)
+		var out bytes.Buffer
+		cli := &deisctl.CLI{Stdout: &out, Stderr: &out, Systemd: deisctl.Systemd{UnitDir: filepath.Join(dir, "units"), EnvDir: dir, Systemctl: []string{fake}, Sysctl: []string{fake, "sysctl"}, SysctlDir: filepath.Join(dir, "sysctl.d")}}
+		_ = os.MkdirAll(filepath.Join(dir, "units"), 0o755)
+		if err := cli.Run(context.Background(), []string{"rolling-restart", "router"}); err != nil {
+			t.Fatalf("%s: %v %s", c.active, err, out.String())
+		}
+		calls, _ := os.ReadFile(logFile)
+		if string(calls) != "daemon-reload\nsysctl -w net.ipv4.tcp_migrate_req=1\n"+c.want {
+			t.Errorf("with %s running, systemctl got:\n%s\nwant:\ndaemon-reload\nsysctl -w net.ipv4.tcp_migrate_req=1\n%s", c.active, calls, c.want)
+		}
+		if conf, _ := os.ReadFile(filepath.Join(dir, "sysctl.d", "90-deis-router.conf")); !strings.Contains(string(conf), "net.ipv4.tcp_migrate_req = 1") {
+			t.Errorf("sysctl.d: %q", conf)
+		}
+		if unit, err := os.ReadFile(filepath.Join(dir, "units", "deis-router@.service")); err != nil || !strings.Contains(string(unit), "Type=notify") {
+			t.Errorf("the template unit: %v", err)
+		}
+	}
+	var out bytes.Buffer
+	cli := &deisctl.CLI{Stdout: &out, Stderr: &out}
+	if err := cli.Run(context.Background(), []string{"rolling-restart", "logger"}); err == nil {
+		t.Error("rolling-restart of the logger was accepted")
 	}
 }

@@ -1,6 +1,7 @@
 package deisctl
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -27,7 +28,23 @@ type Systemd struct {
 	UnitDir   string   // /etc/systemd/system
 	EnvDir    string   // /etc/deis: the per-component environment files
 	Systemctl []string // the systemctl command ("systemctl")
+	Sysctl    []string // the sysctl command ("sysctl")
+	SysctlDir string   // /etc/sysctl.d
 	Planes    []string // this host's roles; empty: all three
+}
+
+// migrateSysctl makes a router that stops beside a new one hand its queued
+// connections over instead of resetting them (router.MigrateSysctl): set
+// now, and at boot from SysctlDir.
+func (s Systemd) migrateSysctl() error {
+	if err := os.MkdirAll(s.SysctlDir, 0o755); err != nil {
+		return fmt.Errorf("sysctl directory: %w", err)
+	}
+	conf := "# deisctl: a router restarted beside another hands its queued connections over (Linux 5.14+).\nnet.ipv4.tcp_migrate_req = 1\n"
+	if err := os.WriteFile(filepath.Join(s.SysctlDir, "90-deis-router.conf"), []byte(conf), 0o644); err != nil {
+		return fmt.Errorf("write 90-deis-router.conf: %w", err)
+	}
+	return run(s.Sysctl, "-w", "net.ipv4.tcp_migrate_req=1")
 }
 
 // Resolve turns an install target into components: one component, or
@@ -82,6 +99,11 @@ func (s Systemd) Install(components []string) error {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 		units = append(units, name)
+		if c == "router" {
+			if err := s.migrateSysctl(); err != nil {
+				return err
+			}
+		}
 		if c == "agent" {
 			if err := s.writeAgentLabels(); err != nil {
 				return err
@@ -144,11 +166,68 @@ func (s Systemd) Do(verb string, components []string) error {
 	return s.systemctl(args...)
 }
 
-func (s Systemd) systemctl(args ...string) error {
-	cmd := exec.Command(s.Systemctl[0], append(append([]string{}, s.Systemctl[1:]...), args...)...)
+func (s Systemd) systemctl(args ...string) error { return run(s.Systemctl, args...) }
+
+// run runs command (a program and its first arguments) with args.
+func run(command []string, args ...string) error {
+	cmd := exec.Command(command[0], append(append([]string{}, command[1:]...), args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s %s: %w: %s", strings.Join(s.Systemctl, " "), strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s %s: %w: %s", strings.Join(command, " "), strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// routerInstances are the template instances a rolling restart alternates
+// between (deis-router@.service: Type=notify, SO_REUSEPORT ports).
+var routerInstances = []string{"deis-router@a.service", "deis-router@b.service"}
+
+// RollingRestartRouter restarts this host's router without refusing a
+// connection: it starts a second router instance beside the running one
+// (they share the ports: SO_REUSEPORT), waits until it serves (systemd's
+// start returns on its READY=1), then stops the old one, which hands new
+// connections to the new one and drains (router/steer.go). The instance
+// that runs afterwards is the one enabled at boot. A host installed with
+// the plain deis-router.service moves to the template on its first
+// rolling restart.
+func (s Systemd) RollingRestartRouter(say func(string)) error {
+	data, err := systemd.Units.ReadFile("deis-router@.service")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.UnitDir, "deis-router@.service"), data, 0o644); err != nil {
+		return fmt.Errorf("write deis-router@.service: %w", err)
+	}
+	if err := s.systemctl("daemon-reload"); err != nil {
+		return err
+	}
+	if err := s.migrateSysctl(); err != nil {
+		return err
+	}
+	old := ""
+	for _, u := range append([]string{"deis-router.service"}, routerInstances...) {
+		if s.systemctl("is-active", "--quiet", u) == nil {
+			old = u
+			break
+		}
+	}
+	next := routerInstances[0]
+	if old == routerInstances[0] {
+		next = routerInstances[1]
+	}
+	say("starting " + next + " beside " + cmp.Or(old, "no running router"))
+	if err := s.systemctl("start", next); err != nil {
+		return fmt.Errorf("the new router did not start, the old one keeps serving: %w", err)
+	}
+	if err := s.systemctl("enable", next); err != nil {
+		return err
+	}
+	if old == "" {
+		return nil
+	}
+	say("stopping " + old + " (it hands over new connections and drains in-flight requests)")
+	if err := s.systemctl("stop", old); err != nil {
+		return err
+	}
+	return s.systemctl("disable", old)
 }

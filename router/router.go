@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,10 +148,13 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger) (*Router, error) {
 // (guarded by the API token) and the load balancers' /health-check. The
 // caller (main) owns it and runs it beside Run.
 func NewAdmin(r *Router, addr, apiToken string) (*daemon.Admin, error) {
-	admin, err := daemon.NewAdmin(addr, r.health, r.reg, daemon.NewAuth(apiToken, r.log, r.reg))
+	// SO_REUSEPORT like the other listeners: during a rolling restart the
+	// new router binds the same health port beside the old one.
+	ln, err := reuseport.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("admin listener on %s: %w", addr, err)
 	}
+	admin := daemon.NewAdminOn(ln, r.health, r.reg, daemon.NewAuth(apiToken, r.log, r.reg))
 	admin.Mux.HandleFunc("/health-check", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("OK\n"))
@@ -255,6 +259,10 @@ func (r *Router) Run(ctx context.Context) error {
 		go func() { serveErr <- r.tcp.Serve(context.WithoutCancel(gctx), ln) }()
 	}
 	r.log.Info("router serving", "http", r.Addr("http"), "https", r.Addr("https"), "ssh", r.Addr("ssh"))
+	r.checkMigrate()
+	if err := daemon.Notify("READY=1"); err != nil {
+		r.log.Warn("cannot tell systemd the router is ready", "err", err)
+	}
 
 	var runErr error
 	select {
@@ -265,6 +273,7 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 	}
 	// Leave the mesh first, then stop accepting and drain in-flight requests.
+	_ = daemon.Notify("STOPPING=1")
 	stopAnnounce()
 	annDone.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), r.cfg.Grace)
@@ -312,6 +321,21 @@ func (r *Router) applyUpdates(ctx context.Context) {
 			r.log.Debug("routing table installed", "revision", t.Revision, "apps", len(t.Apps), "backends", t.Backends(), "build", time.Since(start))
 		}
 	}
+}
+
+// MigrateSysctl is the kernel setting that makes a restart beside a
+// running router lossless: with it, connections queued on the listening
+// socket of a router that stops (accepted by the kernel, not yet by the
+// router) move to its sibling on the same SO_REUSEPORT port, instead of
+// being reset (Linux 5.14+). deisctl sets it; the router warns without it.
+const MigrateSysctl = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+func (r *Router) checkMigrate() {
+	b, err := os.ReadFile(MigrateSysctl)
+	if err == nil && strings.TrimSpace(string(b)) == "1" {
+		return
+	}
+	r.log.Warn("net.ipv4.tcp_migrate_req is not 1: stopping this router beside a new one (a rolling restart) resets the connections queued at that moment; sysctl -w net.ipv4.tcp_migrate_req=1 (deisctl install router sets it)")
 }
 
 // tlsConfig is chosen per handshake from the current table: certificates

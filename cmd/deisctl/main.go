@@ -29,11 +29,13 @@ func main() {
 	unitDir := fs.String("unit-dir", "/etc/systemd/system", "where install writes the systemd units")
 	envDir := fs.String("env-dir", "/etc/deis", "where install writes the components' environment files")
 	systemctl := fs.String("systemctl", "systemctl", "the systemctl command install, start, stop and restart run")
+	sysctl := fs.String("sysctl", "sysctl", "the sysctl command install router and rolling-restart router run")
+	sysctlDir := fs.String("sysctl-dir", "/etc/sysctl.d", "where install router writes its kernel setting for boot")
 	_ = fs.Parse(os.Args[1:])
 
 	args := fs.Args()
 	c := &deisctl.CLI{Stdout: os.Stdout, Stderr: os.Stderr,
-		Systemd: deisctl.Systemd{UnitDir: *unitDir, EnvDir: *envDir, Systemctl: strings.Fields(*systemctl)}}
+		Systemd: deisctl.Systemd{UnitDir: *unitDir, EnvDir: *envDir, Systemctl: strings.Fields(*systemctl), Sysctl: strings.Fields(*sysctl), SysctlDir: *sysctlDir}}
 	if len(args) > 0 && needsEtcd(args[0]) {
 		eps, err := daemon.ParseEndpoints(*endpoints)
 		if err != nil {

@@ -77,13 +77,19 @@ func NewAdmin(addr string, h *health.Registry, reg *prometheus.Registry, auth *A
 	if err != nil {
 		return nil, fmt.Errorf("admin listener on %s: %w", addr, err)
 	}
+	return NewAdminOn(ln, h, reg, auth), nil
+}
+
+// NewAdminOn is NewAdmin on a listener the caller bound (the router's is
+// SO_REUSEPORT, so that a new router can start beside the old one).
+func NewAdminOn(ln net.Listener, h *health.Registry, reg *prometheus.Registry, auth *Auth) *Admin {
 	if auth == nil {
 		auth = NewAuth("", slog.Default(), nil)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/healthz", h)
 	mux.Handle("/metrics", auth.Wrap(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
-	return &Admin{Mux: mux, Health: h, Auth: auth, ln: ln, srv: NewServer(mux)}, nil
+	return &Admin{Mux: mux, Health: h, Auth: auth, ln: ln, srv: NewServer(mux)}
 }
 
 // Guard is h behind the API token (see Auth).
