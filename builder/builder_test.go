@@ -414,7 +414,7 @@ func TestPushLock(t *testing.T) {
 	v.commit(dirA, map[string]string{"z": "4"}, "again")
 	cmd := v.gitCmd(dirA, alice, "push", v.remote(a), "master")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var buf syncBuffer
+	var buf testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

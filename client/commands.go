@@ -455,14 +455,22 @@ type configJSON struct {
 	Tags   map[string]string `json:"tags"`
 }
 
-func (c *CLI) configList(f *flags) error {
+// appConfig is the app (from -a, the remote or the directory) and its
+// config, values, limits and tags.
+func (c *CLI) appConfig(f *flags) (string, configJSON, error) {
+	var cfg configJSON
 	s, a, err := c.session()
 	if err != nil {
-		return err
+		return "", cfg, err
 	}
 	app, _ := c.appName(f, s)
-	var cfg configJSON
-	if _, err := a.call("GET", "/v1/apps/"+app+"/config/", nil, &cfg); err != nil {
+	_, err = a.call("GET", "/v1/apps/"+app+"/config/", nil, &cfg)
+	return app, cfg, err
+}
+
+func (c *CLI) configList(f *flags) error {
+	app, cfg, err := c.appConfig(f)
+	if err != nil {
 		return err
 	}
 	ks := make([]string, 0, len(cfg.Values))

@@ -74,13 +74,8 @@ func formatEnvFile(values map[string]string) string {
 // existing file is refused unless --overwrite; --interactive asks for each
 // key whose local value differs.
 func (c *CLI) configPull(f *flags) error {
-	s, a, err := c.session()
+	app, cfg, err := c.appConfig(f)
 	if err != nil {
-		return err
-	}
-	app, _ := c.appName(f, s)
-	var cfg configJSON
-	if _, err := a.call("GET", "/v1/apps/"+app+"/config/", nil, &cfg); err != nil {
 		return err
 	}
 	path := filepath.Join(c.Dir, ".env")

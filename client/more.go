@@ -82,13 +82,8 @@ func (c *CLI) regenerate(f *flags) error {
 }
 
 func (c *CLI) limitsList(f *flags) error {
-	s, a, err := c.session()
+	app, cfg, err := c.appConfig(f)
 	if err != nil {
-		return err
-	}
-	app, _ := c.appName(f, s)
-	var cfg configJSON
-	if _, err := a.call("GET", "/v1/apps/"+app+"/config/", nil, &cfg); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "=== %s Limits\n\n--- Memory\n", app)
@@ -153,13 +148,8 @@ func (c *CLI) limitsUnset(f *flags) error {
 }
 
 func (c *CLI) tagsList(f *flags) error {
-	s, a, err := c.session()
+	app, cfg, err := c.appConfig(f)
 	if err != nil {
-		return err
-	}
-	app, _ := c.appName(f, s)
-	var cfg configJSON
-	if _, err := a.call("GET", "/v1/apps/"+app+"/config/", nil, &cfg); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "=== %s Tags\n", app)

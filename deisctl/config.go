@@ -250,7 +250,7 @@ func known2(comp component) string {
 
 func (c *CLI) configRm(ctx context.Context, comp component, names []string) error {
 	if len(names) == 0 {
-		return errors.New("usage: deisctl config <component> rm <key>...")
+		return errors.New("usage: deisctl config <component> rm <key> [<key>...]")
 	}
 	ops := make([]clientv3.Op, 0, len(names))
 	for _, n := range names {

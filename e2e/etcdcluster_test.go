@@ -30,7 +30,7 @@ import (
 type etcdMember struct {
 	name, client, peer, dir string
 	cmd                     *exec.Cmd
-	out                     *lockedBuffer
+	out                     *testenv.SyncBuffer
 }
 
 // startEtcdCluster runs n etcd processes on loopback as one cluster and
@@ -64,7 +64,7 @@ func startEtcdCluster(t *testing.T, bin string, n int) []*etcdMember {
 
 func (m *etcdMember) start(t *testing.T, bin, initial string) {
 	t.Helper()
-	m.out = &lockedBuffer{}
+	m.out = &testenv.SyncBuffer{}
 	m.cmd = exec.Command(filepath.Join(bin, "etcd"), "--name", m.name, "--data-dir", m.dir,
 		"--listen-client-urls", m.client, "--listen-peer-urls", m.peer, "--initial-cluster", initial)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
@@ -350,7 +350,7 @@ func TestPlatformThroughAnEtcdGRPCProxy(t *testing.T) {
 	bin := build(t, "etcd", "devplane", "deis", "deisctl")
 	ms := startEtcdCluster(t, bin, 3)
 	proxyAddr := testenv.FreeAddr(t)
-	proxyOut := &lockedBuffer{}
+	proxyOut := &testenv.SyncBuffer{}
 	proxy := exec.Command(filepath.Join(bin, "etcd"), "grpc-proxy", "start", "--endpoints", endpoints(ms), "--listen-addr", proxyAddr)
 	proxy.Stdout, proxy.Stderr = proxyOut, proxyOut
 	if err := proxy.Start(); err != nil {

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -210,7 +209,7 @@ func TestMakeRunPushServesTheApp(t *testing.T) {
 type devplane struct {
 	host, etcd, http, https, ssh, controller string
 	bin                                      string
-	out                                      *lockedBuffer
+	out                                      *testenv.SyncBuffer
 	stop                                     func()
 }
 
@@ -233,7 +232,7 @@ func startDevplane(t *testing.T, host string) *devplane {
 func runDevplane(t *testing.T, dp *devplane, healthPort string, args ...string) *devplane {
 	t.Helper()
 	dp.bin = build(t, "devplane", "router", "logger", "logspout", "publisher", "builder", "controller", "agent", "deis")
-	dp.out = &lockedBuffer{}
+	dp.out = &testenv.SyncBuffer{}
 	cmd := exec.Command(filepath.Join(dp.bin, "devplane"), append([]string{"--host", dp.host}, args...)...)
 	cmd.Stdout, cmd.Stderr = dp.out, dp.out
 	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
@@ -262,21 +261,3 @@ func runDevplane(t *testing.T, dp *devplane, healthPort string, args ...string) 
 	return dp
 }
 
-// lockedBuffer is a bytes.Buffer that a process writes while the test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

@@ -712,30 +712,7 @@ func TestRestartUnderLoadLosesNothing(t *testing.T) {
 	old.waitRoute("live", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
-	var ok, failed atomic.Int64
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			client := &http.Client{Timeout: 5 * time.Second}
-			for ctx.Err() == nil {
-				req, _ := http.NewRequest("GET", "http://"+old.http+"/", nil)
-				req.Host = "live.x"
-				resp, err := client.Do(req)
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-					if err != nil {
-						t.Logf("request failed: %v", err)
-					}
-				} else {
-					ok.Add(1)
-				}
-				if resp != nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			}
-		})
-	}
+	ok, failed, wait := hammer(ctx, t, 4, "http://"+old.http+"/", "live.x", func(int) bool { return true })
 	time.Sleep(time.Second)
 	r2, err := router.New(router.Config{
 		HTTPAddr: old.http, HTTPSAddr: "127.0.0.1:0", SSHAddr: "",
@@ -751,7 +728,7 @@ func TestRestartUnderLoadLosesNothing(t *testing.T) {
 	testenv.Eventually(t, 5*time.Second, func() bool { return r2.Proxy().Table() != nil && r2.Proxy().Table().Apps["live"] != nil }, "new router has no table")
 	old.stop() // the old process leaves
 	<-ctx.Done()
-	wg.Wait()
+	wait()
 	if failed.Load() != 0 || ok.Load() == 0 {
 		t.Fatalf("%d requests failed, %d succeeded across the restart", failed.Load(), ok.Load())
 	}
@@ -826,14 +803,35 @@ func TestRollingRestartLosesNoConnection(t *testing.T) {
 	}
 	cur := start()
 	ctx, cancel := context.WithCancel(context.Background())
-	var ok, failed atomic.Int64
+	// 12 of 16 clients open a new connection per request.
+	ok, failed, wait := hammer(ctx, t, 16, "http://"+httpAddr+"/", "live.x", func(i int) bool { return i%4 == 0 })
+	time.Sleep(300 * time.Millisecond)
+	for range 6 {
+		next := start()
+		stop(cur)
+		cur = next
+		time.Sleep(200 * time.Millisecond)
+	}
+	cancel()
+	wait()
+	stop(cur)
+	t.Logf("%d requests, %d failed, across six rolling restarts", ok.Load(), failed.Load())
+	if failed.Load() != 0 || ok.Load() < 100 {
+		t.Fatalf("%d requests failed, %d succeeded across six rolling restarts", failed.Load(), ok.Load())
+	}
+}
+
+// hammer runs n clients that GET url (Host: host) until ctx ends, client i
+// with keep-alive when keepAlive(i); wait stops them and returns.
+func hammer(ctx context.Context, t *testing.T, n int, url, host string, keepAlive func(int) bool) (ok, failed *atomic.Int64, wait func()) {
+	ok, failed = new(atomic.Int64), new(atomic.Int64)
 	var wg sync.WaitGroup
-	for i := range 16 {
+	for i := range n {
 		wg.Go(func() {
-			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: i%4 != 0}}
-			for n := 0; ctx.Err() == nil && n < 1_000_000; n++ {
-				req, _ := http.NewRequest("GET", "http://"+httpAddr+"/", nil)
-				req.Host = "live.x"
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: !keepAlive(i)}}
+			for sent := 0; ctx.Err() == nil && sent < 1_000_000; sent++ {
+				req, _ := http.NewRequest("GET", url, nil)
+				req.Host = host
 				resp, err := client.Do(req)
 				if err != nil || resp.StatusCode != 200 {
 					failed.Add(1)
@@ -850,18 +848,5 @@ func TestRollingRestartLosesNoConnection(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond)
-	for range 6 {
-		next := start()
-		stop(cur)
-		cur = next
-		time.Sleep(200 * time.Millisecond)
-	}
-	cancel()
-	wg.Wait()
-	stop(cur)
-	t.Logf("%d requests, %d failed, across six rolling restarts", ok.Load(), failed.Load())
-	if failed.Load() != 0 || ok.Load() < 100 {
-		t.Fatalf("%d requests failed, %d succeeded across six rolling restarts", failed.Load(), ok.Load())
-	}
+	return ok, failed, wg.Wait
 }
