@@ -63,6 +63,12 @@ http {
     ssl_session_cache off; ssl_session_tickets off;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; }
   }
+  server {
+    listen 127.0.0.1:18445 ssl;
+    ssl_certificate $tmp/cert.pem; ssl_certificate_key $tmp/key.pem;
+    ssl_session_cache shared:SSL:10m; ssl_session_tickets on;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
 }
 NGINX
   nginx -p "$tmp" -c nginx.conf
@@ -168,6 +174,8 @@ tls_rate() { # port: full handshakes per second (openssl s_time cannot send SNI)
   "$tmp/tlsbench" -addr "127.0.0.1:$1" -d 5s -c 8 | awk '{print $1}'
 }
 tls_router=$(tls_rate 18443); tls_nginx=$(tls_rate 18444)
+resumed_rate() { "$tmp/tlsbench" -addr "127.0.0.1:$1" -d 5s -c 8 -resume | awk '{print $1}'; }
+res_router=$(resumed_rate 18443); res_nginx=$(resumed_rate 18445)
 
 # Scale: 10,000 more apps x 3 backends, then the router's resident memory.
 go run ./bench/router/seed -etcd http://127.0.0.1:12379 -backend 127.0.0.1:18999 -apps 10000
@@ -198,6 +206,8 @@ stop_proxies
   echo "With ${apps:-?} apps (10,000 x 3 backends added): router RSS ${rss_mb} MB; mean table build ${build_ms} ms over the run."
   echo
   echo "TLS full handshakes/s (bench/router/tlsbench: 8 clients, no resumption, 5 s): router ${tls_router:-n/a}, nginx ${tls_nginx:-n/a}, ratio $(ratio "${tls_router:-0}" "${tls_nginx:-0}")."
+  echo
+  echo "TLS resumed handshakes/s (tlsbench -resume: TLS 1.2 session tickets, 8 clients, 5 s; nginx with tickets and a shared session cache): router ${res_router:-n/a}, nginx ${res_nginx:-n/a}, ratio $(ratio "${res_router:-0}" "${res_nginx:-0}")."
 } > "$out/router.md"
 {
   echo "chart,series,value,unit"
