@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sort"
@@ -13,6 +14,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/deis/dataplane/pkg/daemon"
 	"github.com/deis/dataplane/pkg/keys"
 	"github.com/deis/dataplane/pkg/unit"
 )
@@ -27,9 +29,11 @@ const ProbeTimeout = 2 * time.Second
 
 // Status finds every component from what it announces in etcd (its leased
 // keys go when it stops or within their TTL when it dies) and probes each:
-// etcd members, the controller (its /healthz), routers, the logger and the
-// builder (their ports), the agents (their hosts' keys) and the units
-// they run. unhealthy is how many are not ok.
+// etcd members; the services' endpoints (the controller's API, each
+// router's port, the logger's and the builder's); every daemon on every
+// host (its /healthz and version, /deis/components/); the hosts the
+// scheduler places on, and apps with units that are not running.
+// unhealthy is how many are not ok.
 func Status(ctx context.Context, cli *clientv3.Client) (checks []Check, unhealthy int) {
 	add := func(c Check) {
 		if c.State != "ok" {
@@ -93,7 +97,25 @@ func Status(ctx context.Context, cli *clientv3.Client) (checks []Check, unhealth
 	} else {
 		add(Check{"builder", "-", "missing", "no builder announces " + keys.BuilderHost})
 	}
-	// Agents: a host key exists while its agent keeps its lease.
+	// Every daemon announces itself with its /healthz URL and version.
+	for k, v := range kv {
+		rest, ok := strings.CutPrefix(k, keys.ComponentsPrefix)
+		if !ok {
+			continue
+		}
+		name, host, _ := strings.Cut(rest, "/")
+		var p daemon.Presence
+		if err := json.Unmarshal([]byte(v), &p); err != nil {
+			add(Check{name, host, "unhealthy", "its announcement is not JSON: " + err.Error()})
+			continue
+		}
+		c := probeHealthz(ctx, name, p.Health)
+		c.Where = host
+		c.Detail = fmt.Sprintf("%s, up since %s: %s", p.Version, p.Started.Format(time.RFC3339), c.Detail)
+		add(c)
+	}
+	// Hosts: a host key exists while its agent keeps its lease (the
+	// scheduler places units on these).
 	hosts := map[string]bool{}
 	for k, v := range kv {
 		h, err := keys.ParseHostKey(k)
@@ -103,7 +125,7 @@ func Status(ctx context.Context, cli *clientv3.Client) (checks []Check, unhealth
 		hosts[h] = true
 		var host unit.Host
 		_ = json.Unmarshal([]byte(v), &host)
-		add(Check{"agent", h, "ok", fmt.Sprintf("%s, up since %s", host.AgentVersion, host.Started.Format(time.RFC3339))})
+		add(Check{"host", h, "ok", fmt.Sprintf("agent %s holds its lease; labels %v", host.AgentVersion, host.Labels)})
 	}
 	// Units: assigned to a host without an agent, or not running.
 	problems := map[string][]string{}
@@ -140,7 +162,7 @@ func Status(ctx context.Context, cli *clientv3.Client) (checks []Check, unhealth
 }
 
 func order(component string) int {
-	for i, c := range []string{"etcd", "controller", "router", "logger", "builder", "agent", "app"} {
+	for i, c := range []string{"etcd", "controller", "router", "logger", "builder", "publisher", "logspout", "agent", "host", "app"} {
 		if c == component {
 			return i
 		}
@@ -161,6 +183,24 @@ func probeHTTP(ctx context.Context, component, url string) Check {
 		return Check{component, url, "unhealthy", "answered " + resp.Status}
 	}
 	return Check{component, url, "ok", "answers 200"}
+}
+
+// probeHealthz asks a daemon's /healthz: 200 is ok, anything else is
+// unhealthy with what the daemon says is wrong.
+func probeHealthz(ctx context.Context, component, url string) Check {
+	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Check{component, url, "down", err.Error()}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+	if resp.StatusCode != http.StatusOK {
+		return Check{component, url, "unhealthy", strings.Join(strings.Fields(resp.Status+" "+string(body)), " ")}
+	}
+	return Check{component, url, "ok", "/healthz answers 200"}
 }
 
 func probeTCP(ctx context.Context, component, addr string) Check {

@@ -44,6 +44,12 @@ func TestDeisctlStatusNamesAStoppedComponent(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^controller .* missing .*no controller announces`).MatchString(out) {
 		t.Errorf("status does not name the missing controller:\n%s", out)
 	}
+	// Each daemon, with its version, from its own announcement and /healthz.
+	for _, c := range []string{"router", "logger"} {
+		if !regexp.MustCompile(`(?m)^` + c + ` +127\.0\.0\.1 +ok +\S+, up since .*/healthz answers 200`).MatchString(out) {
+			t.Errorf("status does not show the %s daemon with its version:\n%s", c, out)
+		}
+	}
 	_ = router.Process.Signal(syscall.SIGKILL)
 	_ = router.Wait()
 	out, err := status()

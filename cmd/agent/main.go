@@ -63,6 +63,7 @@ func run() int {
 	log.Info("agent starting", "host", cfg.Host, "labels", cfg.Labels, "health", admin.Addr())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return admin.Announce(gctx, ecli, "agent", common.Host, log) }) // deisctl status
 	g.Go(func() error { return admin.Auth.Watch(gctx, ecli) })
 	g.Go(func() error { return a.Run(gctx) })
 	err = g.Wait()

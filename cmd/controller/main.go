@@ -67,6 +67,7 @@ func run() int {
 	log.Info("controller starting", "id", cfg.ID, "http", admin.Addr())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return admin.Announce(gctx, ecli, "controller", common.Host, log) }) // deisctl status
 	g.Go(func() error { return admin.Auth.Watch(gctx, ecli) })
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return lease.Run(gctx) })

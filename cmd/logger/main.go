@@ -113,6 +113,7 @@ func run() int {
 	log.Info("logger serving", "syslog", l.Addr("syslog"), "tls", l.Addr("tls"), "http", admin.Addr())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return admin.Announce(gctx, cli, "logger", common.Host, log) }) // deisctl status
 	g.Go(func() error { return admin.Auth.Watch(gctx, cli) })
 	g.Go(func() error { return l.Run(gctx) })
 	return daemon.Exit(log, g.Wait())

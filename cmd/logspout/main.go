@@ -93,6 +93,7 @@ func run() int {
 	log.Info("logspout starting", "web", admin.Addr(), "routes", len(cfg.Routes))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return admin.Announce(gctx, ecli, "logspout", common.Host, log) }) // deisctl status
 	g.Go(func() error { return admin.Auth.Watch(gctx, ecli) })
 	g.Go(func() error { return ls.Run(gctx) })
 	return daemon.Exit(log, g.Wait())

@@ -63,6 +63,7 @@ func run() int {
 	log.Info("publisher starting", "host", cfg.Host, "health", admin.Addr())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return admin.Announce(gctx, ecli, "publisher", common.Host, log) }) // deisctl status
 	g.Go(func() error { return admin.Auth.Watch(gctx, ecli) })
 	g.Go(func() error { return p.Run(gctx) })
 	err = g.Wait()

@@ -63,6 +63,7 @@ func run() int {
 	defer stop()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
+	g.Go(func() error { return admin.Announce(gctx, cli, "router", common.Host, log) }) // deisctl status
 	g.Go(func() error { return admin.Auth.Watch(gctx, cli) })
 	g.Go(func() error { return r.Run(gctx) })
 	return daemon.Exit(log, g.Wait())

@@ -130,6 +130,14 @@ func ParseCert(key string) (domain, part string, err error) {
 func ConfigPrefixFor(app string) string { return ConfigPrefix + app + "/" }
 func Config(app, name string) string    { return ConfigPrefix + app + "/" + strings.ToLower(name) }
 
+// ComponentsPrefix holds one leased key per running daemon:
+// /deis/components/<component>/<host> = JSON {health, version, started}
+// (deisctl status).
+const ComponentsPrefix = "/deis/components/"
+
+// Component is the key of component's daemon on host.
+func Component(component, host string) string { return ComponentsPrefix + component + "/" + host }
+
 // Router settings.
 func RouterSetting(name string) string { return RouterPrefix + name }
 func RouterHost(host string) string    { return RouterHostsPrefix + host }
