@@ -56,7 +56,7 @@ type Dirs map[string]string // "logs" → /var/lib/deis/logs, "repos" → ...
 // MVCC makes that read a consistent snapshot however many writes go on),
 // then each directory.
 func Backup(ctx context.Context, cli *clientv3.Client, dirs Dirs, w io.Writer) (kvs int, err error) {
-	resp, err := cli.Get(ctx, "/deis/", clientv3.WithPrefix())
+	resp, err := cli.Get(ctx, keys.Root, clientv3.WithPrefix())
 	if err != nil {
 		return 0, fmt.Errorf("read /deis: %w", err)
 	}
@@ -202,7 +202,7 @@ func Restore(ctx context.Context, cli *clientv3.Client, dirs Dirs, r io.Reader, 
 		return err
 	}
 	for _, kv := range snap.KVs {
-		if kv.Leased || !strings.HasPrefix(kv.Key, "/deis/") {
+		if kv.Leased || !strings.HasPrefix(kv.Key, keys.Root) {
 			continue
 		}
 		ops = append(ops, clientv3.OpPut(kv.Key, kv.Value))

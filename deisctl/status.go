@@ -60,9 +60,9 @@ func Status(ctx context.Context, cli *clientv3.Client) (checks []Check, unhealth
 		}
 		add(Check{"etcd", ep, "ok", detail})
 	}
-	resp, err := cli.Get(ctx, "/deis/", clientv3.WithPrefix())
+	resp, err := cli.Get(ctx, keys.Root, clientv3.WithPrefix())
 	if err != nil {
-		add(Check{"etcd", "/deis", "down", "read: " + err.Error()})
+		add(Check{"etcd", keys.Root, "down", "read: " + err.Error()})
 		return checks, unhealthy
 	}
 	kv := map[string]string{}
