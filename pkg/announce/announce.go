@@ -270,7 +270,10 @@ func (a *Announcer) revoke() {
 	if keep {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// A clean stop takes its keys along: give etcd a few seconds (it may be
+	// reconnecting after a restart, or slow under load; make test's race
+	// pass once took over 2 s), well within any supervisor's stop grace.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if lease != 0 {
 		if _, err := a.cli.Revoke(ctx, lease); err != nil {
