@@ -20,7 +20,7 @@ func main() {
 	dur := flag.Duration("d", 5*time.Second, "duration")
 	conc := flag.Int("c", 8, "concurrent clients")
 	resume := flag.Bool("resume", false, "resume sessions (TLS 1.2 tickets) and count only resumed handshakes")
-	x25519 := flag.Bool("x25519", false, "offer X25519 only: Go offers the post-quantum X25519MLKEM768 first by default, which a Go server accepts and OpenSSL 3.0 (nginx here) cannot; like for like, both then do X25519")
+	classic := flag.Bool("classic", false, "offer X25519 and P-256 only: Go offers the post-quantum X25519MLKEM768 first by default, which a Go server accepts and OpenSSL 3.0 (nginx here) cannot; like for like, both then do X25519 (P-256 stays offered: TLS 1.2 needs it for a P-256 certificate)")
 	flag.Parse()
 	var ok, failed atomic.Int64
 	deadline := time.Now().Add(*dur)
@@ -28,8 +28,8 @@ func main() {
 	for range *conc {
 		wg.Go(func() {
 			cfg := &tls.Config{ServerName: *name, InsecureSkipVerify: true} //nolint:gosec // a benchmark of the handshake, not of trust
-			if *x25519 {
-				cfg.CurvePreferences = []tls.CurveID{tls.X25519}
+			if *classic {
+				cfg.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
 			}
 			if *resume {
 				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
