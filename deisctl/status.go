@@ -71,7 +71,7 @@ func Status(ctx context.Context, cli *clientv3.Client) (checks []Check, unhealth
 	}
 	// The controller: one leader announces where the API is.
 	if h, p := kv[keys.ControllerHost], kv[keys.ControllerPort]; h != "" && p != "" {
-		add(probeHTTP(ctx, "controller", "http://"+net.JoinHostPort(h, p)+"/healthz"))
+		add(probeHealthz(ctx, "controller", "http://"+net.JoinHostPort(h, p)+"/healthz"))
 	} else {
 		add(Check{"controller", "-", "missing", "no controller announces " + keys.ControllerHost + " (none runs, or none leads the scheduler)"})
 	}
@@ -168,21 +168,6 @@ func order(component string) int {
 		}
 	}
 	return 99
-}
-
-func probeHTTP(ctx context.Context, component, url string) Check {
-	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return Check{component, url, "down", err.Error()}
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return Check{component, url, "unhealthy", "answered " + resp.Status}
-	}
-	return Check{component, url, "ok", "answers 200"}
 }
 
 // probeHealthz asks a daemon's /healthz: 200 is ok, anything else is
