@@ -161,7 +161,7 @@ func (p *push) build(req *hookRequest, sha string, out io.Writer) (kind string, 
 	} else if procfile == nil {
 		procfile = map[string]string{"cmd": ""} // the image's own CMD
 	}
-	image := p.app + ":git-" + short
+	image := keys.BuildImage(p.app, sha)
 	if kind == "dockerfile" {
 		fmt.Fprintf(out, "-----> Building Docker image %s from the Dockerfile\n", image)
 	} else {
@@ -185,8 +185,11 @@ func (p *push) build(req *hookRequest, sha string, out io.Writer) (kind string, 
 		return "", 0, step("release", err)
 	}
 	events.Send(p.b.etcd, p.app, rel.Summary) // "alice deployed 060da68" in the app's log
+	err = p.awaitDeploy(rel.Version, rev, out)
+	// After the deploy: listing and removing images keeps the engine busy,
+	// and the new release's containers may be starting on this host.
 	p.prune(ctx)
-	if err := p.awaitDeploy(rel.Version, rev, out); err != nil {
+	if err != nil {
 		return "", rel.Version, step("deploy", err)
 	}
 	return kind, rel.Version, nil
@@ -226,7 +229,6 @@ func (p *push) dockerBuild(ctx context.Context, req *hookRequest, sha, image, ki
 		OutputStream:        out,
 		RmTmpContainer:      true,
 		ForceRmTmpContainer: true,
-		Labels:              map[string]string{keys.LabelApp: p.app, keys.LabelSHA: sha},
 		Memory:              p.b.cfg.BuildMemory,
 		Memswap:             memswap(p.b.cfg.BuildMemory),
 		CPUPeriod:           cpuPeriod(p.b.cfg.BuildCPUs),
@@ -307,7 +309,7 @@ func (p *push) registry(ctx context.Context) (string, error) {
 
 func (p *push) pushImage(ctx context.Context, reg, short string, out io.Writer) (string, error) {
 	repo := reg + "/" + p.app
-	tag := "git-" + short
+	tag := keys.BuildTagPrefix + short
 	if err := p.b.docker.TagImage(p.app+":"+tag, docker.TagImageOptions{Repo: repo, Tag: tag, Force: true, Context: ctx}); err != nil {
 		return "", fmt.Errorf("tag for %s: %w", reg, err)
 	}
@@ -375,17 +377,17 @@ func (p *push) prune(ctx context.Context) {
 	keep := map[string]bool{}
 	for i := 0; i < len(rels) && i < p.b.cfg.KeepReleases; i++ {
 		if len(rels[i].SHA) >= 8 {
-			keep["git-"+rels[i].SHA[:8]] = true
+			keep[keys.BuildTagPrefix+rels[i].SHA[:8]] = true
 		}
 	}
-	images, err := p.b.docker.ListImages(docker.ListImagesOptions{Filters: map[string][]string{"label": {keys.LabelApp + "=" + p.app}}, Context: ctx})
+	images, err := p.b.docker.ListImages(docker.ListImagesOptions{Context: ctx})
 	if err != nil {
 		return
 	}
 	for _, img := range images {
 		for _, ref := range img.RepoTags {
 			tag := ref[strings.LastIndex(ref, ":")+1:]
-			if !strings.HasPrefix(tag, "git-") || keep[tag] {
+			if keys.BuildImageApp(ref) != p.app || keep[tag] {
 				continue
 			}
 			if err := p.b.docker.RemoveImageExtended(ref, docker.RemoveImageOptions{Context: ctx}); err != nil {

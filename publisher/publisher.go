@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
@@ -30,6 +31,7 @@ import (
 	"github.com/deis/dataplane/pkg/etcdwatch"
 	"github.com/deis/dataplane/pkg/health"
 	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/pkg/retry"
 	"github.com/deis/dataplane/pkg/unit"
 )
 
@@ -74,10 +76,14 @@ type Publisher struct {
 
 // container is one app container this host runs.
 type container struct {
-	id      string
-	name    keys.ContainerName
-	key     string
-	addr    string
+	id   string
+	name keys.ContainerName
+	key  string
+	addr string
+	// inner is the container's own ip:port on its Docker network ("" with
+	// host networking): a connection there proves the app listens, with
+	// no userland proxy in between to wait out.
+	inner   string
 	started time.Time
 	cancel  context.CancelFunc
 	ready   bool // key written
@@ -296,7 +302,7 @@ func (p *Publisher) track(ctx context.Context, id string, started time.Time) {
 	if byAgent && host != p.cfg.Host {
 		return // another (simulated) host's agent runs it
 	}
-	port, err := publicPort(info, labels)
+	port, containerPort, err := publicPort(info, labels)
 	if err != nil {
 		p.mu.Lock()
 		first := !p.noPort[id]
@@ -309,7 +315,7 @@ func (p *Publisher) track(ctx context.Context, id string, started time.Time) {
 	}
 	addr := net.JoinHostPort(p.cfg.Host, strconv.Itoa(port))
 	cctx, cancel := context.WithCancel(ctx)
-	c := &container{id: id, name: name, key: keys.Service(name.App, name.String()), addr: addr, started: started, cancel: cancel, agent: byAgent}
+	c := &container{id: id, name: name, key: keys.Service(name.App, name.String()), addr: addr, inner: innerAddr(info, containerPort), started: started, cancel: cancel, agent: byAgent}
 	p.mu.Lock()
 	if old := p.tracked[id]; old != nil {
 		if old.addr == addr {
@@ -361,7 +367,7 @@ func (p *Publisher) untrack(ctx context.Context, id, why string) {
 // publishWhenReady waits for the port (and health URL), checks the release
 // is not older than the newest published one, then writes the key.
 func (p *Publisher) publishWhenReady(ctx context.Context, c *container) {
-	if !p.waitTCP(ctx, c.addr) {
+	if !p.waitTCP(ctx, c) {
 		return
 	}
 	if !p.waitHealthURL(ctx, c) {
@@ -406,19 +412,81 @@ func (p *Publisher) publishWhenReady(ctx context.Context, c *container) {
 	p.log.Info("published", "container", c.name.String(), "addr", c.addr)
 }
 
-func (p *Publisher) waitTCP(ctx context.Context, addr string) bool {
-	t := time.NewTicker(p.cfg.PollInterval)
-	defer t.Stop()
+// waitTCP waits until the app listens. It probes often at first (most
+// apps listen within milliseconds of their start, and a push waits for
+// this route), then every PollInterval.
+func (p *Publisher) waitTCP(ctx context.Context, c *container) bool {
+	wait := 5 * time.Millisecond
+	inner := c.inner
 	for {
-		if Accepts(addr) {
+		if inner != "" {
+			switch probeInner(inner) {
+			case innerListening:
+				return true
+			case innerUnreachable:
+				inner = "" // a network this host cannot reach: the host port only
+			}
+		}
+		if Accepts(c.addr) {
 			return true
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, wait) {
 			return false
-		case <-t.C:
+		}
+		wait = min(2*wait, p.cfg.PollInterval)
+	}
+}
+
+type innerProbe int
+
+const (
+	innerListening innerProbe = iota
+	innerNotYet
+	innerUnreachable
+)
+
+// probeInner dials the container's own address. On a local Docker bridge
+// a connection is set up in well under a millisecond; no answer within
+// innerDialTimeout means a network the publisher does not reach.
+func probeInner(addr string) innerProbe {
+	conn, err := net.DialTimeout("tcp", addr, innerDialTimeout)
+	if err == nil {
+		conn.Close()
+		return innerListening
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return innerNotYet
+	}
+	return innerUnreachable
+}
+
+const innerDialTimeout = 100 * time.Millisecond
+
+// innerAddr is the container's ip:port on its first Docker network, or ""
+// when it has none (host networking, or not yet attached).
+func innerAddr(info *docker.Container, port int) string {
+	ns := info.NetworkSettings
+	if ns == nil || port == 0 {
+		return ""
+	}
+	ip := ns.IPAddress
+	if ip == "" {
+		names := make([]string, 0, len(ns.Networks))
+		for n := range ns.Networks {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if a := ns.Networks[n].IPAddress; a != "" {
+				ip = a
+				break
+			}
 		}
 	}
+	if ip == "" {
+		return ""
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(port))
 }
 
 // Accepts reports whether something listens behind addr. Docker's
@@ -561,9 +629,9 @@ func (p *Publisher) newestPublished(app string) int {
 
 // publicPort is the host port to publish: the binding of the container port
 // named by label io.deis.port, else of the lowest published TCP port.
-func publicPort(info *docker.Container, labels map[string]string) (int, error) {
+func publicPort(info *docker.Container, labels map[string]string) (host, container int, err error) {
 	if info.NetworkSettings == nil || len(info.NetworkSettings.Ports) == 0 {
-		return 0, errors.New("no published TCP port")
+		return 0, 0, errors.New("no published TCP port")
 	}
 	type binding struct{ container, host int }
 	var all []binding
@@ -579,22 +647,22 @@ func publicPort(info *docker.Container, labels map[string]string) (int, error) {
 		all = append(all, binding{cp, hp})
 	}
 	if len(all) == 0 {
-		return 0, errors.New("no published TCP port")
+		return 0, 0, errors.New("no published TCP port")
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].container < all[j].container })
 	if want := labels[keys.LabelPort]; want != "" {
 		n, err := strconv.Atoi(want)
 		if err != nil {
-			return 0, fmt.Errorf("label %s=%q is not a port", keys.LabelPort, want)
+			return 0, 0, fmt.Errorf("label %s=%q is not a port", keys.LabelPort, want)
 		}
 		for _, b := range all {
 			if b.container == n {
-				return b.host, nil
+				return b.host, b.container, nil
 			}
 		}
-		return 0, fmt.Errorf("label %s=%d is not a published port", keys.LabelPort, n)
+		return 0, 0, fmt.Errorf("label %s=%d is not a published port", keys.LabelPort, n)
 	}
-	return all[0].host, nil
+	return all[0].host, all[0].container, nil
 }
 
 // assigned reports whether an agent's container may be routed: its unit is

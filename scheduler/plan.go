@@ -36,6 +36,11 @@ type planner struct {
 	// wakeAt is when a missing host's grace period ends (zero: none), so
 	// that the pass that moves its units runs on time, not on the next tick.
 	wakeAt time.Time
+	// again asks for the next pass at once: this one only normalised an
+	// app's scale, and its deploy starts on the next (a push's first
+	// release should not wait for the watch to echo the scheduler's own
+	// write).
+	again bool
 }
 
 func newPlanner(s *Scheduler, f *fence) *planner {
@@ -74,6 +79,7 @@ func (p *planner) pass(ctx context.Context) (busy bool, err error) {
 		}
 	}
 	p.wakeAt = time.Time{}
+	p.again = false
 	for h, since := range p.hostMissing {
 		if now.Sub(since) >= p.s.cfg.Grace {
 			dead[h] = true
@@ -277,6 +283,7 @@ func (p *planner) app(ctx context.Context, st *state, name string, loads []*host
 		data, _ := json.Marshal(rel.DefaultScale())
 		plan.cmps = append(plan.cmps, clientv3.Compare(clientv3.CreateRevision(keys.AppScale(name)), "=", 0))
 		plan.put(keys.AppScale(name), string(data))
+		p.again = true
 		return true, p.commit(ctx, &plan)
 	}
 	scale := release.Scale{}
@@ -293,6 +300,7 @@ func (p *planner) app(ctx context.Context, st *state, name string, loads []*host
 			data, _ := json.Marshal(scale)
 			plan.cmps = append(plan.cmps, clientv3.Compare(clientv3.ModRevision(keys.AppScale(name)), "=", a.scaleRev))
 			plan.put(keys.AppScale(name), string(data))
+			p.again = true
 			return true, p.commit(ctx, &plan)
 		}
 	}

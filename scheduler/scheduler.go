@@ -186,6 +186,9 @@ func (f *fence) cmp() clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(f.key), "=", f.rev)
 }
 
+// coalesceChanges is the least time between two passes set off by changes.
+const coalesceChanges = 50 * time.Millisecond
+
 // lead runs passes: on every change under the watched prefixes (coalesced),
 // every Tick while work is in progress, and every FullPass regardless.
 func (s *Scheduler) lead(ctx context.Context, f *fence) error {
@@ -199,7 +202,9 @@ func (s *Scheduler) lead(ctx context.Context, f *fence) error {
 	full := time.NewTicker(s.cfg.FullPass)
 	defer full.Stop()
 	failures := 0
+	var lastPass time.Time
 	for {
+		lastPass = time.Now()
 		busy, err := p.pass(ctx)
 		if errors.Is(err, errDeposed) {
 			return err
@@ -226,12 +231,18 @@ func (s *Scheduler) lead(ctx context.Context, f *fence) error {
 		if busy && !p.wakeAt.IsZero() && time.Until(p.wakeAt) < s.cfg.Tick {
 			tick = time.After(time.Until(p.wakeAt))
 		}
+		if p.again && err == nil {
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-changes:
-			// Coalesce a burst (an agent writing many statuses).
-			retry.Sleep(ctx, 50*time.Millisecond)
+			// A change after a quiet spell runs a pass at once (a push's
+			// release waits for nothing); a burst (an agent writing many
+			// statuses) is coalesced into at most one pass per
+			// coalesceChanges.
+			retry.Sleep(ctx, coalesceChanges-time.Since(lastPass))
 		case <-tick:
 		case <-full.C:
 		}

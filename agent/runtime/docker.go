@@ -228,13 +228,26 @@ func (h watchHandler) Event(_ context.Context, ev dockerx.Event) {
 }
 
 func (d *Docker) Images(ctx context.Context) ([]Image, error) {
-	list, err := d.cli.ListImages(docker.ListImagesOptions{Context: ctx, Filters: map[string][]string{"label": {keys.LabelApp}}})
+	list, err := d.cli.ListImages(docker.ListImagesOptions{Context: ctx})
 	if err != nil {
 		return nil, fmt.Errorf("list images: %w", err)
 	}
-	out := make([]Image, 0, len(list))
+	var out []Image
 	for _, img := range list {
-		out = append(out, Image{ID: img.ID, Refs: img.RepoTags, App: img.Labels[keys.LabelApp]})
+		if app := img.Labels[keys.LabelApp]; app != "" { // built before builds were known by name
+			out = append(out, Image{ID: img.ID, Refs: img.RepoTags, App: app})
+			continue
+		}
+		var app string
+		var refs []string
+		for _, ref := range img.RepoTags {
+			if a := keys.BuildImageApp(ref); a != "" && (app == "" || a == app) {
+				app, refs = a, append(refs, ref)
+			}
+		}
+		if app != "" {
+			out = append(out, Image{ID: img.ID, Refs: refs, App: app})
+		}
 	}
 	return out, nil
 }

@@ -40,10 +40,12 @@ type RunSpec struct {
 	HostIP    string // where Port is published
 }
 
-// Image is one local image that carries the io.deis.app label.
+// Image is one local build image of an app: named
+// [<registry>/]<app>:git-<sha> (keys.BuildImageApp), or labelled
+// io.deis.app by an older builder.
 type Image struct {
 	ID   string
-	Refs []string // repo:tag references
+	Refs []string // its repo:tag references that name the app's builds
 	App  string
 }
 
@@ -70,7 +72,7 @@ type Runtime interface {
 	// stops or goes away, and resync after every (re)connect. It returns
 	// when ctx ends.
 	Watch(ctx context.Context, changed func(id string), resync func()) error
-	// Images lists the local images labelled io.deis.app.
+	// Images lists the local build images of apps.
 	Images(ctx context.Context) ([]Image, error)
 	RemoveImage(ctx context.Context, ref string) error
 	// Capacity is the host's memory (MB) and CPU count.

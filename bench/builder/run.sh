@@ -23,7 +23,7 @@ cleanup() {
     kill "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true
   done
   for a in "${apps[@]}" "$floor_image"; do
-    docker images --filter "label=io.deis.app=$a" -q 2>/dev/null | sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true
+    docker images --filter "reference=$a" -q 2>/dev/null | sort -u | xargs -r docker rmi -f >/dev/null 2>&1 || true
   done
   rm -rf "$tmp"
 }
@@ -167,7 +167,7 @@ full_transport=$(sub "$t_building" "$t0") full_docker=$(sub "$t_releasing" "$t_b
 # uses), without the cache (the builder just built the same layers).
 phase "full push floor: docker build --no-cache of git archive"
 t0=$(now)
-git -C "$src" archive --format=tar HEAD | DOCKER_BUILDKIT=0 timeout 300 docker build -q --no-cache --label "io.deis.app=$floor_image" -t "$floor_image:1" - >"$tmp/floorbuild.log" 2>&1 \
+git -C "$src" archive --format=tar HEAD | DOCKER_BUILDKIT=0 timeout 300 docker build -q --no-cache -t "$floor_image:1" - >"$tmp/floorbuild.log" 2>&1 \
   || { cat "$tmp/floorbuild.log" >&2; die "docker build (floor) failed"; }
 t1=$(now)
 docker_build=$(sub "$t1" "$t0")

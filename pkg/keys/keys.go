@@ -20,7 +20,6 @@ const (
 	LabelType     = "io.deis.type"
 	LabelNum      = "io.deis.num"
 	LabelPort     = "io.deis.port"     // the container port to publish, when several
-	LabelSHA      = "io.deis.sha"      // the git revision an image was built from
 	LabelLogspout = "io.deis.logspout" // "ignore": not shipped
 )
 

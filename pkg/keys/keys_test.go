@@ -151,3 +151,47 @@ func FuzzValidateAppName(f *testing.F) {
 		}
 	})
 }
+
+func TestBuildImageApp(t *testing.T) {
+	sha := "467150626a0843ecf73acf62b2032f26e43a2432"
+	if got := BuildImage("shop", sha); got != "shop:git-46715062" {
+		t.Fatalf("BuildImage = %q", got)
+	}
+	for ref, want := range map[string]string{
+		"shop:git-46715062":                           "shop",
+		"10.0.0.5:5000/shop:git-46715062":             "shop",
+		"registry.example.test/team/shop:git-abcdef0": "shop",
+		"shop:latest":                                 "",
+		"shop:git-":                                   "",
+		"shop:git-XYZ12345":                           "",
+		"shop:git-46715062-dirty":                     "",
+		"10.0.0.5:5000/shop":                          "",
+		"Shop:git-46715062":                           "",
+		"deis/busybox:latest":                         "",
+		"shop@sha256:46715062":                        "",
+		"<none>:<none>":                               "",
+	} {
+		if got := BuildImageApp(ref); got != want {
+			t.Errorf("BuildImageApp(%q) = %q, want %q", ref, got, want)
+		}
+	}
+}
+
+func FuzzBuildImageApp(f *testing.F) {
+	for _, s := range []string{"shop:git-46715062", "r:5000/a/b:git-0123456", "a:git-", "x", ":git-1234567", "a-:git-1234567"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ref string) {
+		app := BuildImageApp(ref)
+		if app == "" {
+			return
+		}
+		// What it names is a valid app whose own build image it also names.
+		if ValidateAppName(app) != nil || !strings.Contains(ref, app+":"+BuildTagPrefix) {
+			t.Fatalf("BuildImageApp(%q) = %q", ref, app)
+		}
+		if got := BuildImageApp(BuildImage(app, ref[strings.LastIndex(ref, BuildTagPrefix)+len(BuildTagPrefix):])); got != app {
+			t.Fatalf("round trip of %q: %q", ref, got)
+		}
+	})
+}

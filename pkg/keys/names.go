@@ -190,3 +190,37 @@ func truncate(s string) string {
 	}
 	return s
 }
+
+// BuildTagPrefix starts the tag of every image the builder makes:
+// <app>:git-<first 8 of the sha>, and <registry>/<app>:git-<...> once
+// pushed. The name is how the builder and the agents know an app's build
+// images; a build label would cost the legacy builder one more step (a
+// container created and committed) on every push.
+const BuildTagPrefix = "git-"
+
+// BuildImage is the local name of app's image built from sha.
+func BuildImage(app, sha string) string {
+	if len(sha) > 8 {
+		sha = sha[:8]
+	}
+	return app + ":" + BuildTagPrefix + sha
+}
+
+// BuildImageApp returns the app whose build image ref names
+// ([<registry>/]<app>:git-<hex>), or "" when ref is not one.
+func BuildImageApp(ref string) string {
+	colon := strings.LastIndexByte(ref, ':')
+	if colon < 0 {
+		return ""
+	}
+	repo, tag := ref[:colon], ref[colon+1:]
+	hex, ok := strings.CutPrefix(tag, BuildTagPrefix)
+	if !ok || len(hex) < 7 || len(hex) > 40 || strings.Trim(hex, "0123456789abcdef") != "" {
+		return ""
+	}
+	app := repo[strings.LastIndexByte(repo, '/')+1:]
+	if ValidateAppName(app) != nil {
+		return ""
+	}
+	return app
+}
