@@ -286,3 +286,31 @@ func TestPagination(t *testing.T) {
 		t.Errorf("a page past the end: %d", a.status)
 	}
 }
+
+// TestCertsAddTakesAnECDSAAndAnRSAPair: one upload may hold an ECDSA and an
+// RSA certificate for the same names (the router prefers the ECDSA one);
+// a pair whose certificates name different hosts is refused, and nothing
+// is written.
+func TestCertsAddTakesAnECDSAAndAnRSAPair(t *testing.T) {
+	t.Parallel()
+	v := start(t)
+	tok := v.user("alice")
+	ca := testcert.NewCA(t)
+	ec, ecKey := ca.Issue(t, "dual.example.com")
+	rc, rcKey := ca.IssueRSA(t, "dual.example.com")
+	if a := v.do(tok, "POST", "/v1/certs/", map[string]string{"certificate": rc + ec, "key": ecKey + rcKey}); a.status != 201 {
+		t.Fatalf("dual upload: %d %s", a.status, a.body)
+	}
+	resp, err := v.cli.Get(context.Background(), keys.CertPEM("dual.example.com"))
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != rc+ec {
+		t.Fatalf("stored certificate: %v %v", resp, err)
+	}
+	other, otherKey := ca.IssueRSA(t, "other.example.com")
+	a := v.do(tok, "POST", "/v1/certs/", map[string]string{"certificate": ec + other, "key": ecKey + otherKey, "common_name": "mixed.example.com"})
+	if a.status != 400 || !strings.Contains(string(a.body), "name different hosts") {
+		t.Fatalf("mismatched pair: %d %s", a.status, a.body)
+	}
+	if resp, _ := v.cli.Get(context.Background(), keys.CertPEM("mixed.example.com")); len(resp.Kvs) != 0 {
+		t.Fatal("a refused upload was written")
+	}
+}

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -15,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/deis/dataplane/pkg/keys"
+	"github.com/deis/dataplane/router/certs"
 )
 
 type certRecord struct {
@@ -113,17 +113,15 @@ func (q *request) addCert() {
 		q.fail(err)
 		return
 	}
-	pair, err := tls.X509KeyPair([]byte(in.Certificate), []byte(in.Key))
+	// One pair, or an ECDSA and an RSA one for the same names (the router
+	// serves each client the one it can verify, ECDSA first).
+	pairs, err := certs.Parse(in.Certificate, in.Key)
 	if err != nil {
 		// Never echo the key: name the problem only.
-		q.fail(fieldErr("certificate", "The certificate and key are not a valid PEM pair: "+strings.SplitN(err.Error(), ":", 2)[0]))
+		q.fail(fieldErr("certificate", "The certificate and key are not a valid PEM pair: "+strings.SplitN(err.Error(), ": tls:", 2)[0]))
 		return
 	}
-	leaf, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		q.fail(fieldErr("certificate", "The certificate does not parse: "+err.Error()))
-		return
-	}
+	leaf := pairs[0].Leaf
 	cn := strings.ToLower(strings.TrimSpace(in.CommonName))
 	if cn == "" {
 		cn = strings.ToLower(leaf.Subject.CommonName)

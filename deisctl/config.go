@@ -6,7 +6,6 @@ package deisctl
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/deis/dataplane/logger/store"
 	"github.com/deis/dataplane/pkg/keys"
 	"github.com/deis/dataplane/pkg/syslog/sender"
+	"github.com/deis/dataplane/router/certs"
 	"github.com/deis/dataplane/router/settings"
 )
 
@@ -104,7 +104,7 @@ func checkRouter(kvs map[string]string, changed []string) error {
 	}
 	cert, key := kvs[keys.RouterSetting("sslCert")], kvs[keys.RouterSetting("sslKey")]
 	if cert != "" && key != "" {
-		if _, err := tls.X509KeyPair([]byte(cert), []byte(key)); err != nil {
+		if _, err := certs.Parse(cert, key); err != nil {
 			return fmt.Errorf("sslCert and sslKey: %w", err)
 		}
 	}

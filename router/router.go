@@ -70,8 +70,10 @@ type Router struct {
 	proxyProtocol     func() bool
 	trustedProxy      func(netip.Addr) bool // may a peer set the client address with PROXY?
 
-	buildDuration prometheus.Histogram
-	invalid       prometheus.Counter
+	buildDuration     prometheus.Histogram
+	invalid           prometheus.Counter
+	handshakesRefused prometheus.Counter
+	handshakes        *handshakeTurns
 
 	// tlsForTable is the TLS configuration of the installed table, built
 	// once per table rather than once per handshake.
@@ -104,7 +106,9 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger) (*Router, error) {
 	r.watcher = etcdwatch.New(cli, table.Prefixes, etcdwatch.Options{Logger: log})
 	r.buildDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "router_table_build_seconds", Help: "Time to build a routing table.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
 	r.invalid = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_invalid_entries_total", Help: "Invalid etcd entries skipped (new ones per build)."})
-	r.reg.MustRegister(r.buildDuration, r.invalid)
+	r.handshakesRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_tls_handshakes_refused_total", Help: "TLS handshakes failed after waiting 5 s for one of the GOMAXPROCS handshake turns."})
+	r.handshakes = newHandshakeTurns()
+	r.reg.MustRegister(r.buildDuration, r.invalid, r.handshakesRefused)
 	r.health.Set("table", errors.New("no routing table loaded yet"))
 	r.trustedProxy = func(peer netip.Addr) bool {
 		t := r.proxy.Table()
@@ -252,7 +256,7 @@ func (r *Router) Run(ctx context.Context) error {
 		go func() { serveErr <- r.httpSrv.Serve(ln) }()
 	}
 	if ln := r.listeners["https"]; ln != nil {
-		tlsLn := tls.NewListener(ln, &tls.Config{GetConfigForClient: r.tlsConfig})
+		tlsLn := tls.NewListener(r.handshakes.listener(ln), &tls.Config{GetConfigForClient: r.tlsConfig})
 		go func() { serveErr <- r.httpsSrv.Serve(tlsLn) }()
 	}
 	if ln := r.listeners["ssh"]; ln != nil {
@@ -340,7 +344,13 @@ func (r *Router) checkMigrate() {
 
 // tlsConfig is chosen per handshake from the current table: certificates
 // by SNI and the minimum version from sslProtocols.
-func (r *Router) tlsConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
+func (r *Router) tlsConfig(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	if c, ok := hello.Conn.(*turnConn); ok {
+		if err := c.take(); err != nil {
+			r.handshakesRefused.Inc()
+			return nil, err
+		}
+	}
 	t := r.proxy.Table()
 	if t == nil {
 		return nil, errors.New("no routing table loaded yet")
@@ -361,7 +371,7 @@ func tlsConfigFor(t *table.Table) *tls.Config {
 		MinVersion: t.Settings.MinTLSVersion,
 		NextProtos: []string{"http/1.1"},
 		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if c, ok := t.Certs.Get(h.ServerName); ok {
+			if c, ok := t.Certs.For(h); ok {
 				return c, nil
 			}
 			return nil, fmt.Errorf("no certificate for server name %q", h.ServerName)

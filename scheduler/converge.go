@@ -169,6 +169,15 @@ func (c *converger) placeNew(t string, k int, replacing string) (cause string) {
 		return err.Error()
 	}
 	h, err := place(c.loads, need{app: spec.App, typ: t, memory: spec.Memory, cpu: spec.CPU, tags: c.rel.Tags, dataPlane: c.st.placementOptions, replacing: replacing})
+	if err != nil && len(c.loads) == 0 && c.now.Sub(c.p.started) < c.p.s.cfg.Grace {
+		// Leading for moments only (the platform, or this controller, just
+		// started): agents register within a second, so wait for them
+		// rather than fail a release pushed at once.
+		if c.step == "" {
+			c.step = fmt.Sprintf("%s.%d: waiting for a host's agent to register", t, k)
+		}
+		return ""
+	}
 	if err != nil {
 		return err.Error()
 	}

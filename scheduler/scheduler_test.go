@@ -611,3 +611,37 @@ func TestReturningHostLeavesMovedRoutesAlone(t *testing.T) {
 		t.Fatalf("route after the host returned: %v, want %s kept", r, moved)
 	}
 }
+
+// TestReleaseBeforeAnyAgentWaitsForOne: a release written the moment the
+// platform starts, before any agent registered, waits for the first one
+// (within the host grace of the scheduler's start) instead of failing;
+// once the scheduler has led longer than that, no host at all fails the
+// deploy at once, naming why.
+func TestReleaseBeforeAnyAgentWaitsForOne(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	release := func(c *cptest.Cluster, app string) int64 {
+		t.Helper()
+		if err := cptest.CreateApp(ctx, c.Etcd, app, "o"); err != nil {
+			t.Fatal(err)
+		}
+		_, rev, err := cptest.Release(ctx, c.Etcd, app, "img:1", map[string]string{"web": "x"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	c, _ := newCluster(t) // a scheduler, no host yet
+	rev := release(c, "early")
+	time.Sleep(300 * time.Millisecond) // passes run meanwhile, with no host
+	c.StartHost("127.0.0.2", nil)
+	if d := wait(t, c, "early", rev); d.State != unit.Succeeded {
+		t.Fatalf("a release pushed before the first agent registered: %+v", d)
+	}
+
+	lonely, _ := newCluster(t)
+	time.Sleep(lonely.Sched.Grace + 500*time.Millisecond)
+	if d := wait(t, lonely, "late", release(lonely, "late")); d.State != unit.Failed || !strings.Contains(d.Msg, "no host is alive") {
+		t.Fatalf("no host long after the start: %+v", d)
+	}
+}

@@ -2,7 +2,9 @@ package certs
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,4 +204,107 @@ func TestM4BadCertificateKeepsTheLastGoodOne(t *testing.T) {
 	if _, errs := Build(kvs, "local.deis.example", "garbage", pk, nil); len(errs) != 2 {
 		t.Fatalf("without prev: %v", errs)
 	}
+}
+
+// TestECDSAPreferredRSAForTheRest: an entry holding an ECDSA and an RSA
+// certificate (the chains in either order, the keys in any order) serves
+// the ECDSA one to a client that can verify it and the RSA one to a
+// client that offers only RSA suites, in real handshakes.
+func TestECDSAPreferredRSAForTheRest(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	ec, ecKey := ca.Issue(t, "dual.example.com", "www.dual.example.com")
+	rc, rcKey := ca.IssueRSA(t, "dual.example.com", "www.dual.example.com")
+	s, errs := Build(map[string]string{
+		"/deis/certs/dual.example.com/cert": rc + ca.PEM() + ec + ca.PEM(), // each chain with its intermediate
+		"/deis/certs/dual.example.com/key":  ecKey + rcKey,
+	}, "", "", "", nil)
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	if c, _ := s.Get("dual.example.com"); c == nil || c.Leaf.PublicKeyAlgorithm != x509.ECDSA || len(c.Certificate) != 2 {
+		t.Fatalf("Get: want the ECDSA chain of 2 first, got %+v", c)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, _ := s.For(h)
+			return c, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = conn.(*tls.Conn).Handshake(); conn.Close() }()
+		}
+	}()
+	served := func(cfg *tls.Config) x509.PublicKeyAlgorithm {
+		t.Helper()
+		cfg.ServerName, cfg.RootCAs = "dual.example.com", ca.Pool
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), cfg)
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].PublicKeyAlgorithm
+	}
+	if got := served(&tls.Config{}); got != x509.ECDSA {
+		t.Errorf("a client that verifies ECDSA got %v", got)
+	}
+	rsaOnly := &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}}
+	if got := served(rsaOnly); got != x509.RSA {
+		t.Errorf("a client offering only RSA suites got %v", got)
+	}
+}
+
+func TestDualCertificateMistakes(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	ec, ecKey := ca.Issue(t, "a.example.com")
+	ec2, ec2Key := ca.Issue(t, "a.example.com")
+	rc, rcKey := ca.IssueRSA(t, "a.example.com")
+	rcOther, rcOtherKey := ca.IssueRSA(t, "b.example.com")
+	for _, tc := range []struct{ name, cert, key, want string }{
+		{"two ECDSA", ec + ec2, ecKey + ec2Key, "same key type"},
+		{"different names", ec + rcOther, ecKey + rcOtherKey, "name different hosts"},
+		{"a key without its certificate", ec, ecKey + rcKey, "matches no certificate"},
+		{"three keys", ec + rc + ec2, ecKey + rcKey + ec2Key, "at most two"},
+	} {
+		if _, err := Parse(tc.cert, tc.key); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+	if certs, err := Parse(rc+ec, rcKey+ecKey); err != nil || len(certs) != 2 {
+		t.Fatalf("a good pair: %v", err)
+	}
+}
+
+// FuzzParse: whatever is uploaded, Parse returns one certificate, or two
+// of different key types with the ECDSA one first, or an error.
+func FuzzParse(f *testing.F) {
+	ca := newCA(f)
+	ec, ecKey := ca.Issue(f, "f.example.com")
+	rc, rcKey := ca.IssueRSA(f, "f.example.com")
+	f.Add(ec, ecKey)
+	f.Add(rc+ec, rcKey+ecKey)
+	f.Add(ec+rc, ecKey+ecKey)
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, cert, key string) {
+		out, err := Parse(cert, key)
+		if err != nil {
+			return
+		}
+		switch {
+		case len(out) == 1:
+		case len(out) == 2 && out[0].Leaf.PublicKeyAlgorithm != x509.RSA && out[1].Leaf.PublicKeyAlgorithm == x509.RSA:
+		default:
+			t.Fatalf("Parse returned %d certificates", len(out))
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -54,6 +55,17 @@ func (ca *CA) Issue(t testing.TB, cn string, sans ...string) (certPEM, keyPEM st
 	return ca.issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: append([]string{cn}, sans...)})
 }
 
+// IssueRSA is Issue with an RSA 2048 key (for pairing with an ECDSA one).
+func (ca *CA) IssueRSA(t testing.TB, cn string, sans ...string) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM = ca.sign(t, &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: append([]string{cn}, sans...)}, &key.PublicKey)
+	return certPEM, string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+}
+
 // IssueIP returns a leaf certificate and key (PEM) valid for an IP address.
 func (ca *CA) IssueIP(t testing.TB, ip string) (certPEM, keyPEM string) {
 	t.Helper()
@@ -70,17 +82,26 @@ func (ca *CA) IssueClient(t testing.TB, cn string) (certPEM, keyPEM string) {
 func (ca *CA) issue(t testing.TB, tmpl *x509.Certificate) (certPEM, keyPEM string) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certPEM = ca.sign(t, tmpl, &key.PublicKey)
+	kder, _ := x509.MarshalECPrivateKey(key)
+	return certPEM, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+}
+
+// sign makes tmpl a certificate for pub, signed by the CA.
+func (ca *CA) sign(t testing.TB, tmpl *x509.Certificate, pub any) string {
+	t.Helper()
 	tmpl.SerialNumber, _ = rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	if _, isRSA := pub.(*rsa.PublicKey); isRSA {
+		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
+	}
 	if len(tmpl.ExtKeyUsage) == 0 {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
