@@ -36,19 +36,25 @@ func TestDeisctlStatusNamesAStoppedComponent(t *testing.T) {
 		out, err := exec.Command(filepath.Join(bin, "deisctl"), "--etcd", e.Endpoint, "status").CombinedOutput()
 		return string(out), err
 	}
+	// Each daemon ok, with its version, from its own announcement and
+	// /healthz (a router answers 503 until its first table is in), beside
+	// its service endpoint.
+	daemonOK := func(out, c string) bool {
+		return regexp.MustCompile(`(?m)^`+c+` +127\.0\.0\.1 +ok +\S+, up since .*/healthz answers 200`).MatchString(out) &&
+			regexp.MustCompile(`(?m)^`+c+` .* ok +accepts connections`).MatchString(out)
+	}
 	var out string
-	testenv.Eventually(t, 20*time.Second, func() bool {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		out, _ = status()
-		return regexp.MustCompile(`(?m)^router .* ok `).MatchString(out) && regexp.MustCompile(`(?m)^logger .* ok `).MatchString(out)
-	}, "deisctl status never showed the router and the logger ok:\n%s", out)
+		if daemonOK(out, "router") && daemonOK(out, "logger") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deisctl status never showed the router and the logger ok, with their versions:\n%s", out)
+		}
+	}
 	if !regexp.MustCompile(`(?m)^controller .* missing .*no controller announces`).MatchString(out) {
 		t.Errorf("status does not name the missing controller:\n%s", out)
-	}
-	// Each daemon, with its version, from its own announcement and /healthz.
-	for _, c := range []string{"router", "logger"} {
-		if !regexp.MustCompile(`(?m)^` + c + ` +127\.0\.0\.1 +ok +\S+, up since .*/healthz answers 200`).MatchString(out) {
-			t.Errorf("status does not show the %s daemon with its version:\n%s", c, out)
-		}
 	}
 	_ = router.Process.Signal(syscall.SIGKILL)
 	_ = router.Wait()

@@ -203,13 +203,20 @@ func (r *Router) newServer() *fasthttp.Server {
 		CloseOnShutdown:               true,
 		TCPKeepalive:                  true,
 		Logger:                        slogPrinter{r.log},
-		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
-			// The head had to arrive within HeaderTimeout; the body (a big
-			// upload) gets the app timeout.
-			if t := r.proxy.Table(); t != nil {
-				return fasthttp.RequestConfig{ReadTimeout: t.Settings.DefaultTimeout, WriteTimeout: t.Settings.DefaultTimeout}
+		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+			// The head had to arrive within HeaderTimeout; a body (a big
+			// upload) gets the app timeout. A request without one reads
+			// nothing more (the next request's wait sets its own deadline),
+			// and each deadline set is a runtime timer update per request.
+			t := r.proxy.Table()
+			if t == nil {
+				return fasthttp.RequestConfig{}
 			}
-			return fasthttp.RequestConfig{}
+			cfg := fasthttp.RequestConfig{WriteTimeout: t.Settings.DefaultTimeout}
+			if h.ContentLength() != 0 {
+				cfg.ReadTimeout = t.Settings.DefaultTimeout
+			}
+			return cfg
 		},
 	}
 }
