@@ -13,6 +13,28 @@ import (
 
 func newCA(t testing.TB) *testcert.CA { return testcert.NewCA(t) }
 
+// serveHandshakes runs TLS handshakes (TLS 1.2 and up) with the
+// certificates getCert chooses on a loopback port until the test ends,
+// and returns its address.
+func serveHandshakes(t *testing.T, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = conn.(*tls.Conn).Handshake(); conn.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 func TestSelection(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t)
@@ -73,30 +95,14 @@ func TestRealHandshake(t *testing.T) {
 	if len(errs) != 0 {
 		t.Fatal(errs)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if c, ok := s.Get(h.ServerName); ok {
-				return c, nil
-			}
-			return nil, nil // no certificate: the handshake fails
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _ = conn.(*tls.Conn).Handshake(); conn.Close() }()
+	addr := serveHandshakes(t, func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if c, ok := s.Get(h.ServerName); ok {
+			return c, nil
 		}
-	}()
+		return nil, nil // no certificate: the handshake fails
+	})
 	dial := func(name string) error {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), &tls.Config{ServerName: name, RootCAs: ca.Pool})
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: name, RootCAs: ca.Pool})
 		if err == nil {
 			conn.Close()
 		}
@@ -225,29 +231,14 @@ func TestECDSAPreferredRSAForTheRest(t *testing.T) {
 	if c, _ := s.Get("dual.example.com"); c == nil || c.Leaf.PublicKeyAlgorithm != x509.ECDSA || len(c.Certificate) != 2 {
 		t.Fatalf("Get: want the ECDSA chain of 2 first, got %+v", c)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c, _ := s.For(h)
-			return c, nil
-		},
+	addr := serveHandshakes(t, func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, _ := s.For(h)
+		return c, nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _ = conn.(*tls.Conn).Handshake(); conn.Close() }()
-		}
-	}()
 	served := func(cfg *tls.Config) x509.PublicKeyAlgorithm {
 		t.Helper()
 		cfg.ServerName, cfg.RootCAs = "dual.example.com", ca.Pool
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), cfg)
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
 		if err != nil {
 			t.Fatalf("handshake: %v", err)
 		}
