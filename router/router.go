@@ -50,6 +50,10 @@ type Config struct {
 	HeaderTimeout time.Duration
 	// MaxConns bounds concurrent client connections.
 	MaxConns int
+	// GCHeadroom, when set, paces the garbage collector: the heap may grow
+	// by at least this much between collections (router/gc.go). Zero
+	// leaves GOGC alone.
+	GCHeadroom uint64
 }
 
 // Router is a running router.
@@ -243,6 +247,9 @@ func (r *Router) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ignoreCanceled(r.watcher.Run(gctx)) })
 	g.Go(func() error { r.applyUpdates(gctx); return nil })
+	if r.cfg.GCHeadroom > 0 {
+		g.Go(func() error { r.tuneGC(gctx); return nil })
+	}
 
 	ann := announce.New(r.cli, announce.DefaultTTL, r.log)
 	if addr := r.Addr("http"); addr != "" {

@@ -113,7 +113,7 @@ func run() int {
 		daemon.Fail("builder", "--health-addr", err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return admin.Run(gctx) }) // answers 503 while the builder waits for etcd
+	g.Go(func() error { return admin.Run(gctx) })                                         // answers 503 while the builder waits for etcd
 	g.Go(func() error { return admin.Announce(gctx, ecli, "builder", common.Host, log) }) // deisctl status
 	g.Go(func() error { return admin.Auth.Watch(gctx, ecli) })
 	b, err := builder.New(gctx, cfg, ecli, dcli, log, reg)

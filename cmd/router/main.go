@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -18,8 +17,8 @@ import (
 
 func main() { os.Exit(run()) }
 
-// routerGCPercent is the router's GOGC unless the environment sets one.
-const routerGCPercent = 400
+// gcHeadroom is the least heap growth between two collections.
+const gcHeadroom = 64 << 20
 
 // run returns the exit code, so that deferred cleanup runs before exiting.
 func run() int {
@@ -51,9 +50,9 @@ func run() int {
 	if os.Getenv("GOGC") == "" {
 		// Each TLS handshake allocates tens of kB that die at once; with the
 		// small live heap of a router the collector would run hundreds of
-		// times a second under a handshake load. Memory for CPU: 5-10 % more
-		// handshakes/s (docs/router.md "Performance"). GOGC overrides.
-		debug.SetGCPercent(routerGCPercent)
+		// times a second under a handshake load (docs/router.md
+		// "Performance"). GOGC set in the environment is left alone.
+		cfg.GCHeadroom = gcHeadroom
 	}
 
 	log := daemon.NewLogger("router", common.LogLevel)

@@ -1,0 +1,54 @@
+package router
+
+import (
+	"context"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// The collector's pace, when Config.GCHeadroom is set. Go's default
+// (GOGC=100) collects each time the heap grows by its live size: a
+// router with a small table (a few MB live) then collects hundreds of
+// times a second under TLS handshakes, which allocate tens of kB each.
+// Here the heap may grow by at least GCHeadroom between collections, never
+// by less than its live size (GOGC=100) and never by more than four times
+// it: the CPU win where the heap is small, and the default's memory where
+// a large table makes it large.
+const (
+	minGCPercent = 100
+	maxGCPercent = 400
+	gcTuneEvery  = 10 * time.Second
+)
+
+// gcPercentFor is the GOGC giving live bytes at least headroom bytes of
+// growth, within [minGCPercent, maxGCPercent].
+func gcPercentFor(live, headroom uint64) int {
+	if live == 0 {
+		return maxGCPercent
+	}
+	return int(min(max(headroom*100/live, minGCPercent), maxGCPercent))
+}
+
+// tuneGC sets the GC percent from the live heap now and every gcTuneEvery
+// (the table, most of the live heap, changes slowly) until ctx ends.
+func (r *Router) tuneGC(ctx context.Context) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	t := time.NewTicker(gcTuneEvery)
+	defer t.Stop()
+	last := 0
+	for {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			if p := gcPercentFor(sample[0].Value.Uint64(), r.cfg.GCHeadroom); p != last {
+				debug.SetGCPercent(p)
+				last = p
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
