@@ -14,7 +14,8 @@ import (
 // Here the heap may grow by at least GCHeadroom between collections, never
 // by less than its live size (GOGC=100) and never by more than four times
 // it: the CPU win where the heap is small, and the default's memory where
-// a large table makes it large.
+// a large table makes it large (16 MB: 10,000 apps keep GOGC=100 and their
+// RSS; 64 MB cost them 40 MB for nothing measurable).
 const (
 	minGCPercent = 100
 	maxGCPercent = 400

@@ -9,12 +9,12 @@ func TestGCPercentFor(t *testing.T) {
 		want int
 	}{
 		{0, 400},
-		{4 * mb, 400},  // a small table: four times its live heap
-		{32 * mb, 200}, // 64 MB of headroom
-		{64 * mb, 100},
+		{2 * mb, 400}, // a small table: four times its live heap
+		{8 * mb, 200}, // 16 MB of headroom
+		{16 * mb, 100},
 		{500 * mb, 100}, // never below Go's default
 	} {
-		if got := gcPercentFor(c.live, 64*mb); got != c.want {
+		if got := gcPercentFor(c.live, 16*mb); got != c.want {
 			t.Errorf("gcPercentFor(%d MB) = %d, want %d", c.live/mb, got, c.want)
 		}
 	}

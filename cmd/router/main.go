@@ -18,7 +18,7 @@ import (
 func main() { os.Exit(run()) }
 
 // gcHeadroom is the least heap growth between two collections.
-const gcHeadroom = 64 << 20
+const gcHeadroom = 16 << 20
 
 // run returns the exit code, so that deferred cleanup runs before exiting.
 func run() int {
