@@ -32,24 +32,47 @@ func gcPercentFor(live, headroom uint64) int {
 }
 
 // tuneGC sets the GC percent from the live heap now and every gcTuneEvery
-// (the table, most of the live heap, changes slowly) until ctx ends.
+// until ctx ends. A new table may be much larger than the heap last
+// measured (10,000 apps loaded at once): the default pace then holds until
+// a collection has measured the heap with it, gcRemeasure later.
 func (r *Router) tuneGC(ctx context.Context) {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	t := time.NewTicker(gcTuneEvery)
-	defer t.Stop()
-	last := 0
+	set := func(p int) {
+		if p != debug.SetGCPercent(p) {
+			r.log.Debug("gc pace", "gogc", p)
+		}
+	}
+	wait := time.Duration(0)
 	for {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			if p := gcPercentFor(sample[0].Value.Uint64(), r.cfg.GCHeadroom); p != last {
-				debug.SetGCPercent(p)
-				last = p
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-r.newTable:
+				t.Stop()
+				set(minGCPercent)
+				wait = gcRemeasure
+				continue
+			case <-t.C:
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			set(gcPercentFor(sample[0].Value.Uint64(), r.cfg.GCHeadroom))
 		}
+		wait = gcTuneEvery
+	}
+}
+
+// gcRemeasure is how long after a new table the live heap is read again.
+const gcRemeasure = 2 * time.Second
+
+// tableChanged tells tuneGC that a table was installed.
+func (r *Router) tableChanged() {
+	select {
+	case r.newTable <- struct{}{}:
+	default:
 	}
 }

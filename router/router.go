@@ -78,6 +78,7 @@ type Router struct {
 	invalid           prometheus.Counter
 	handshakesRefused prometheus.Counter
 	handshakes        *handshakeTurns
+	newTable          chan struct{} // to tuneGC: a table was installed
 
 	// tlsForTable is the TLS configuration of the installed table, built
 	// once per table rather than once per handshake.
@@ -112,6 +113,7 @@ func New(cfg Config, cli *clientv3.Client, log *slog.Logger) (*Router, error) {
 	r.invalid = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_invalid_entries_total", Help: "Invalid etcd entries skipped (new ones per build)."})
 	r.handshakesRefused = prometheus.NewCounter(prometheus.CounterOpts{Name: "router_tls_handshakes_refused_total", Help: "TLS handshakes failed after waiting 5 s for one of the GOMAXPROCS handshake turns."})
 	r.handshakes = newHandshakeTurns()
+	r.newTable = make(chan struct{}, 1)
 	r.reg.MustRegister(r.buildDuration, r.invalid, r.handshakesRefused)
 	r.health.Set("table", errors.New("no routing table loaded yet"))
 	r.trustedProxy = func(peer netip.Addr) bool {
@@ -335,6 +337,7 @@ func (r *Router) applyUpdates(ctx context.Context) {
 			}
 			seen = now
 			r.proxy.Install(t)
+			r.tableChanged()
 			r.health.Set("table", nil)
 			r.log.Debug("routing table installed", "revision", t.Revision, "apps", len(t.Apps), "backends", t.Backends(), "build", time.Since(start))
 		}
