@@ -5,6 +5,7 @@
 # Everything listens on 127.0.0.1 and is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source bench/router/haproxy.sh
 out=bench/out; mkdir -p "$out"
 DURATION=${DURATION:-10s}
 need=()
@@ -73,25 +74,7 @@ http {
 }
 NGINX
   nginx -p "$tmp" -c nginx.conf
-  cat > "$tmp/haproxy.cfg" <<HAP
-global
-  maxconn 4096
-  nbthread $cores
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  option forwardfor
-$hap_log
-frontend f
-  bind 127.0.0.1:18082
-  default_backend b
-backend b
-  http-reuse always
-  server s1 127.0.0.1:18999
-HAP
+  haproxy_cfg 127.0.0.1:18082 127.0.0.1:18999 "$hap_log" > "$tmp/haproxy.cfg"
   haproxy -f "$tmp/haproxy.cfg" >"$tmp/haproxy-access.log" 2>&1 & haproxy_pid=$!
   cat > "$tmp/Caddyfile" <<CADDY
 {

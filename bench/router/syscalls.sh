@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/lib.sh
+source bench/router/haproxy.sh
 for p in perf wrk haproxy; do command -v $p >/dev/null || { echo "needs $p" >&2; exit 1; }; done
 make -s build >/dev/null
 tmp=$(mktemp -d)
@@ -20,24 +21,7 @@ until_ok 10 curl -sf -o /dev/null http://127.0.0.1:32379/health
 go run ./bench/router/seed -etcd http://127.0.0.1:32379 -backend 127.0.0.1:38999
 "$tmp/router" --etcd http://127.0.0.1:32379 --http-addr 127.0.0.1:38080 --https-addr "" --ssh-addr "" \
   --health-addr 127.0.0.1:39090 --access-log false --log-level error & pids+=($!); router=$!
-cat > "$tmp/haproxy.cfg" <<HAP
-global
-  maxconn 4096
-  nbthread $(nproc)
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  option forwardfor
-frontend f
-  bind 127.0.0.1:38082
-  default_backend b
-backend b
-  http-reuse always
-  server s1 127.0.0.1:38999
-HAP
+haproxy_cfg 127.0.0.1:38082 127.0.0.1:38999 > "$tmp/haproxy.cfg"
 haproxy -f "$tmp/haproxy.cfg" & pids+=($!); haproxy=$!
 until_ok 10 curl -sf -o /dev/null http://127.0.0.1:39090/healthz
 calls=read,write,recvfrom,sendto,readv,writev,epoll_wait,epoll_pwait,futex,nanosleep
