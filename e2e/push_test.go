@@ -76,7 +76,7 @@ func TestMakeRunPushServesTheApp(t *testing.T) {
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
+			t.Fatalf("%s %s: %v\ndevplane said:\n%s", method, path, err, out.String())
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
