@@ -357,10 +357,19 @@ func (l *Logger) acceptLoop(ctx context.Context, ln net.Listener, transport stri
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var conns sync.Map
-	stop := context.AfterFunc(ctx, func() {
+	closeAll := func() {
 		conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
-	})
-	defer stop()
+	}
+	stop := context.AfterFunc(ctx, closeAll)
+	defer func() {
+		// Stopping: the listener is closed as ctx ends, so this loop can
+		// return before AfterFunc's goroutine ran closeAll; stop() then
+		// cancels it, and a connection left open would hold wg.Wait (and
+		// the logger's stop) until its idle timeout.
+		if stop() && ctx.Err() != nil {
+			closeAll()
+		}
+	}()
 	backoff := retry.New(5*time.Millisecond, time.Second) // e.g. out of file descriptors
 	for {
 		c, err := ln.Accept()
