@@ -49,12 +49,11 @@ func TestChangesShowEachUnitAndFailWithTheCause(t *testing.T) {
 	if out := v.ok("ps:restart", "web.2", "-a", "webapp"); !strings.Contains(out, " up (v3) on 127.0.0.2\n") {
 		t.Errorf("ps:restart: %s", out)
 	}
-	// The cause comes with the failure. The unit's own "crashed" line shows
-	// when a 500 ms poll falls between the crash and the agent's restart
-	// in place: often, not always (the scheduler may judge first).
+	// The cause comes with the failure. The unit's own lines show only
+	// when a 500 ms poll falls before the scheduler judges it (under the
+	// race detector often none does), so they are not asserted here.
 	code, out, errs := v.deis("config:set", "CRASH=1", "-a", "webapp")
-	if code != 1 || !strings.Contains(out, "web.1 up (v4) on 127.0.0.2") && !strings.Contains(out, "crashed (v4) on 127.0.0.2: ") ||
-		!strings.Contains(errs, "503 Service Unavailable") || !strings.Contains(errs, "webapp_v4.web.1 on 127.0.0.2 crashed: exited with code 3") {
+	if code != 1 || !strings.Contains(errs, "503 Service Unavailable") || !strings.Contains(errs, "webapp_v4.web.1 on 127.0.0.2 crashed: exited with code 3") {
 		t.Errorf("a crashing release: exit %d\n%s\n%s", code, out, errs)
 	}
 	if out := v.ok("ps", "-a", "webapp"); strings.Count(out, " up (v3)") != 3 {
