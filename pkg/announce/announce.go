@@ -37,6 +37,10 @@ type Announcer struct {
 	mu      sync.Mutex
 	desired map[string]string
 	lease   clientv3.LeaseID // 0 while none
+	// granted is the lease being set up (granted, keys not all written
+	// yet): Put does not use it, but a shutdown must revoke it, or a write
+	// still in flight lands after the shutdown's deletes and outlives it.
+	granted clientv3.LeaseID
 	lastErr error
 	onLease []func()
 	// keepOnExit leaves the keys to expire with the lease on shutdown.
@@ -184,6 +188,7 @@ func (a *Announcer) Run(ctx context.Context) error {
 		}
 		a.mu.Lock()
 		a.lease = 0
+		a.granted = 0
 		a.lastErr = err
 		a.mu.Unlock()
 		wait := backoff.Next()
@@ -204,6 +209,9 @@ func (a *Announcer) holdLease(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("grant lease: %w", err)
 	}
+	a.mu.Lock()
+	a.granted = grant.ID
+	a.mu.Unlock()
 	kctx, stopKeepAlive := context.WithCancel(ctx)
 	defer stopKeepAlive()
 	alive, err := a.cli.KeepAlive(kctx, grant.ID)
@@ -258,13 +266,17 @@ func (a *Announcer) writeAll(ctx context.Context, lease clientv3.LeaseID) error 
 	return nil
 }
 
-// revoke removes every key on shutdown, within 2 seconds: it revokes the
-// lease, and deletes the keys one by one too, since shutdown may come while
-// a new lease is being set up and the keys sit on an older one.
+// revoke removes every key on shutdown, within 5 seconds: it revokes the
+// lease, and the one being set up, and deletes the keys one by one too,
+// since shutdown may come while a new lease is being set up and the keys
+// sit on an older one.
 func (a *Announcer) revoke() {
 	a.mu.Lock()
-	lease := a.lease
-	a.lease = 0
+	leases := []clientv3.LeaseID{a.lease}
+	if a.granted != a.lease {
+		leases = append(leases, a.granted)
+	}
+	a.lease, a.granted = 0, 0
 	keep := a.keepOnExit
 	a.mu.Unlock()
 	if keep {
@@ -275,9 +287,12 @@ func (a *Announcer) revoke() {
 	// pass once took over 2 s), well within any supervisor's stop grace.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if lease != 0 {
+	for _, lease := range leases {
+		if lease == 0 {
+			continue
+		}
 		if _, err := a.cli.Revoke(ctx, lease); err != nil {
-			a.log.Warn("revoke lease on shutdown", "err", err)
+			a.log.Warn("revoke lease on shutdown", "lease", fmt.Sprintf("%x", lease), "err", err)
 		}
 	}
 	for k := range a.Keys() {

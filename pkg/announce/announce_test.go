@@ -2,6 +2,7 @@ package announce_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -197,5 +198,41 @@ func TestDeleteOwnLeavesAKeyTakenOver(t *testing.T) {
 	stop()
 	if _, lease, ok := get(t, cli, "/k/kept"); !ok || lease == 0 {
 		t.Errorf("KeepOnExit: the key went with the shutdown (%v, lease %x)", ok, lease)
+	}
+}
+
+// TestStopWhileWritingKeysLeavesNothing stops the announcer while it is
+// still writing its keys on a fresh lease (the moment after an etcd
+// restart). The lease being set up must be revoked too: a write in flight
+// could otherwise land after the shutdown's deletes and outlive it by a
+// TTL (seen once as a route left behind by a publisher's clean stop).
+func TestStopWhileWritingKeysLeavesNothing(t *testing.T) {
+	t.Parallel()
+	e := testenv.StartEtcd(t)
+	cli := e.Client()
+	const prefix = "/deis/services/stopwrite/"
+	a := announce.New(e.Client(), 20*time.Second, slog.New(slog.DiscardHandler))
+	for i := range 400 {
+		_ = a.Put(context.Background(), fmt.Sprintf("%sstopwrite_v1.web.%d", prefix, i), "127.0.0.1:80")
+	}
+	stop := run(t, a)
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		resp, err := cli.Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && resp.Count > 0
+	}, "no key written")
+	if a.Lease() != 0 {
+		t.Skip("the announcer wrote all 400 keys before the test could stop it; nothing to check")
+	}
+	stop()
+	resp, err := cli.Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 0 {
+		t.Fatalf("after a stop during setup: %d keys left (%v), want 0", resp.Count, err)
+	}
+	leases, err := cli.Leases(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leases.Leases) != 0 {
+		t.Fatalf("lease(s) %v left after stop, want the lease being set up revoked", leases.Leases)
 	}
 }
