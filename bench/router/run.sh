@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Router vs nginx, HAProxy and Caddy, proxying to the same local backend,
 # measured by wrk in one run: keep-alive, 64 connections, small responses.
+# The backend is nginx answering from memory (the main tables), then the Go
+# fasthttp backend of bench/router/backend (one more table): which app sits
+# behind the proxies changes how the kernel schedules them, and so the
+# ranking (docs/router.md "Performance" says how much).
 # Also TLS full handshakes per second, router vs nginx (openssl s_time).
 # Everything listens on 127.0.0.1 and is stopped at the end.
 set -euo pipefail
@@ -16,11 +20,44 @@ fi
 make -s build >/dev/null
 tmp=$(mktemp -d)
 pids=()
-router_pid=""; haproxy_pid=""; caddy_pid=""
-cleanup() { for p in "${pids[@]}" $router_pid $haproxy_pid $caddy_pid; do kill "$p" 2>/dev/null || true; done; nginx -p "$tmp" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$tmp"; }
+router_pid=""; haproxy_pid=""; caddy_pid=""; backend_pid=""
+cleanup() {
+  for p in "${pids[@]}" $router_pid $haproxy_pid $caddy_pid $backend_pid; do kill "$p" 2>/dev/null || true; done
+  nginx -p "$tmp" -c nginx.conf -s stop 2>/dev/null || true
+  nginx -p "$tmp" -c backend.conf -s stop 2>/dev/null || true
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 go build -o "$tmp/backend" ./bench/router/backend
-"$tmp/backend" -addr 127.0.0.1:18999 & pids+=($!)
+cores=$(nproc)
+start_backend() { # nginx|go: the app on 127.0.0.1:18999, in its own process(es)
+  case $1 in
+    nginx)
+      cat > "$tmp/backend.conf" <<BACKEND
+worker_processes $cores;
+pid $tmp/backend.pid;
+error_log $tmp/backend-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:18999;
+    location / { default_type text/plain; return 200 "hello from the app\n"; }
+  }
+}
+BACKEND
+      nginx -p "$tmp" -c backend.conf ;;
+    go) "$tmp/backend" -addr 127.0.0.1:18999 & backend_pid=$! ;;
+  esac
+  for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:18999/ && return; sleep 0.1; done
+  echo "bench/router: the $1 backend did not answer" >&2; exit 1
+}
+stop_backend() {
+  nginx -p "$tmp" -c backend.conf -s stop 2>/dev/null || true
+  if [ -n "$backend_pid" ]; then kill "$backend_pid" 2>/dev/null || true; wait "$backend_pid" 2>/dev/null || true; backend_pid=""; fi
+  sleep 1
+}
+start_backend nginx
 ./bin/etcd --data-dir "$tmp/etcd" --listen-client-urls http://127.0.0.1:12379 --listen-peer-urls http://127.0.0.1:12380 2>/dev/null & pids+=($!)
 for _ in $(seq 50); do curl -sf http://127.0.0.1:12379/health >/dev/null && break; sleep 0.2; done
 
@@ -35,7 +72,6 @@ go run ./bench/router/seed -etcd http://127.0.0.1:12379 -backend 127.0.0.1:18999
 # worker_processes auto, HAProxy: nbthread, Caddy: GOMAXPROCS), keep-alive
 # to the backend, and the same access-log setting: off for the main table,
 # on (to a file) for the second. docs/router.md says why.
-cores=$(nproc)
 start_proxies() { # on|off
   local log=$1
   ./bin/router --etcd http://127.0.0.1:12379 --http-addr 127.0.0.1:18080 --https-addr 127.0.0.1:18443 --ssh-addr "" \
@@ -152,7 +188,8 @@ bench_table() { # title: RUNS alternating rounds (the order rotates each round),
 }
 start_proxies off
 bench_table > "$tmp/table_off.md"
-router_pid_off=$router_pid
+declare -A RPS_MAIN # the main table's, for router.csv
+for n in router nginx haproxy caddy; do RPS_MAIN[$n]=${RPS[$n]}; done
 go build -o "$tmp/tlsbench" ./bench/router/tlsbench
 tls_rate() { # port [flags]: full handshakes per second (openssl s_time cannot send SNI)
   "$tmp/tlsbench" -addr "127.0.0.1:$1" -d 5s -c 8 "${@:2}" | awk '{print $1}'
@@ -177,18 +214,27 @@ stop_proxies
 start_proxies on
 bench_table > "$tmp/table_on.md"
 stop_proxies
+stop_backend
+start_backend go
+start_proxies off
+bench_table > "$tmp/table_go.md"
+stop_proxies
 {
   echo "## Router vs nginx, HAProxy, Caddy ($(date -u +%Y-%m-%d))"
   echo
-  echo "wrk -t2 -c64 -d$DURATION --latency, keep-alive, 19-byte responses from one local backend in its own process; every proxy with $cores workers/threads and keep-alive to the backend; $RUNS rounds, the order rotating each round; CPU from /proc over each run (\`bench/router/run.sh\`, docs/router.md)."
+  echo "wrk -t2 -c64 -d$DURATION --latency, keep-alive, 19-byte responses from one local backend in its own process(es); every proxy with $cores workers/threads and keep-alive to the backend; $RUNS rounds, the order rotating each round; CPU from /proc over each run (\`bench/router/run.sh\`, docs/router.md)."
   echo
-  echo "### Access logs off on all"
+  echo "### Backend nginx ($cores workers, \`return 200\`), access logs off on all"
   echo
   cat "$tmp/table_off.md"
   echo
-  echo "### Access logs on for all (to a file; the router's JSON lines to its stdout, a file)"
+  echo "### Backend nginx, access logs on for all (to a file; the router's JSON lines to its stdout, a file)"
   echo
   cat "$tmp/table_on.md"
+  echo
+  echo "### Backend Go (fasthttp, bench/router/backend), access logs off on all"
+  echo
+  cat "$tmp/table_go.md"
   echo
   echo "With ${apps:-?} apps (10,000 x 3 backends added): router RSS ${rss_mb} MB; mean table build ${build_ms} ms over the run."
   echo
@@ -198,7 +244,7 @@ stop_proxies
 } > "$out/router.md"
 {
   echo "chart,series,value,unit"
-  for n in router nginx haproxy caddy; do echo "router_requests_per_s,$n,$(median "${RPS[$n]:-0}"),req/s"; done
+  for n in router nginx haproxy caddy; do echo "router_requests_per_s,$n,$(median "${RPS_MAIN[$n]:-0}"),req/s"; done
   echo "router_tls_handshakes_per_s,router,${tls_router:-0},handshakes/s"
   echo "router_tls_handshakes_per_s,nginx,${tls_nginx:-0},handshakes/s"
 } > "$out/router.csv"
