@@ -5,7 +5,10 @@
 # Per request: CPU µs (perf task-clock), involuntary and voluntary context
 # switches (/proc), system calls by kind (perf stat), then the kernel / user
 # split (perf record). BACKEND=go puts bench/router/backend behind them
-# instead. Needs perf, wrk, nginx and haproxy; everything on 127.0.0.1.
+# instead. BACKEND_SCHED=batch runs the backend as SCHED_BATCH, whose
+# wake-ups do not preempt the task running (the experiment of docs/router.md
+# "Where the router's time goes"). Needs perf, wrk, nginx and haproxy;
+# everything on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/lib.sh
@@ -22,9 +25,11 @@ cleanup() {
 trap cleanup EXIT
 cores=$(nproc)
 go build -o "$tmp/router" ./cmd/router # with symbols, for perf
+sched=()
+[ "${BACKEND_SCHED:-}" = batch ] && sched=(chrt --batch 0)
 if [ "${BACKEND:-nginx}" = go ]; then
   go build -o "$tmp/backend" ./bench/router/backend
-  "$tmp/backend" -addr 127.0.0.1:38999 & pids+=($!)
+  "${sched[@]}" "$tmp/backend" -addr 127.0.0.1:38999 & pids+=($!)
 else
   cat > "$tmp/backend.conf" <<NGINX
 worker_processes $cores;
@@ -33,7 +38,7 @@ error_log $tmp/backend-error.log;
 events { worker_connections 4096; }
 http { access_log off; server { listen 127.0.0.1:38999; location / { default_type text/plain; return 200 "hello from the app\n"; } } }
 NGINX
-  nginx -p "$tmp" -c backend.conf
+  "${sched[@]}" nginx -p "$tmp" -c backend.conf
 fi
 cat > "$tmp/proxy.conf" <<NGINX
 worker_processes $cores;
@@ -69,7 +74,7 @@ switches() { # pids (comma-separated): "voluntary involuntary" context switches 
   done
   echo "$s $n"
 }
-echo "backend: ${BACKEND:-nginx}; wrk -t2 -c64, keep-alive, the same request to each proxy in turn"
+echo "backend: ${BACKEND:-nginx} ${BACKEND_SCHED:-}; wrk -t2 -c64, keep-alive, the same request to each proxy in turn"
 for who in "router $router 38080" "nginx $nginx_workers 38081" "haproxy $haproxy 38082"; do
   read -r name pid port <<<"$who"
   wrk -t2 -c64 -d16s -H "Host: bench.local.deis.example" "http://127.0.0.1:$port/" >"$tmp/wrk-$name" &
