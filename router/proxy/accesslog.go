@@ -56,12 +56,12 @@ func (l *AccessLog) Close() {
 // before); others with their body's length. A streamed response the
 // router gzips is logged with bytes -1 (its compressed size is known to
 // fasthttp's compressor only). duration_ms is the time to the response
-// head.
-func (l *AccessLog) Log(ctx *fasthttp.RequestCtx, app *table.App, b *table.Backend, status int, elapsed time.Duration) {
+// head; at is when it was sent.
+func (l *AccessLog) Log(ctx *fasthttp.RequestCtx, app *table.App, b *table.Backend, status int, at time.Time, elapsed time.Duration) {
 	buf := l.pool.Get().(*logBuf)
 	d := buf.b[:0]
 	d = append(d, `{"time":"`...)
-	d = time.Now().UTC().AppendFormat(d, time.RFC3339Nano)
+	d = at.UTC().AppendFormat(d, time.RFC3339Nano)
 	d = append(d, `","level":"INFO","component":"router","msg":"access","request_id":`...)
 	d = appendJSON(d, ctx.Request.Header.Peek("X-Request-Id"))
 	d = append(d, `,"app":`...)

@@ -16,8 +16,8 @@ import (
 
 // forward sends the request to a backend, trying others when connecting
 // fails (nothing was sent, so a retry is always safe).
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *state, app *table.App, st *settings.Settings) (*table.Backend, error) {
-	return p.tryBackends(ctx, app, st, func(b *table.Backend) error {
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *state, app *table.App, st *settings.Settings, start time.Time) (*table.Backend, error) {
+	return p.tryBackends(ctx, app, st, start, func(b *table.Backend) error {
 		return s.clients[b].hc.Do(&ctx.Request, &ctx.Response)
 	})
 }
@@ -27,10 +27,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, s *state, app *table.App, st *
 // at most 3 tries) until one succeeds or fails with anything but a
 // connection failure: only then was nothing sent, so another backend may
 // be tried. A connection failure counts towards the backend's ejection.
-func (p *Proxy) tryBackends(ctx *fasthttp.RequestCtx, app *table.App, st *settings.Settings, try func(*table.Backend) error) (*table.Backend, error) {
+// start, the request's arrival, is the time ejections are judged by.
+func (p *Proxy) tryBackends(ctx *fasthttp.RequestCtx, app *table.App, st *settings.Settings, start time.Time, try func(*table.Backend) error) (*table.Backend, error) {
 	n := len(app.Backends)
 	first := p.pick(ctx, app, st)
-	now := time.Now().UnixNano()
+	now := start.UnixNano()
 	var (
 		last *table.Backend
 		err  error

@@ -245,7 +245,7 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	h.ResetConnectionClose()
 	// A TLS request carries the https scheme; backends speak plain HTTP.
 	ctx.Request.URI().SetSchemeBytes(strHTTP)
-	backend, err := p.forward(ctx, s, app, st)
+	backend, err := p.forward(ctx, s, app, st, start)
 	if err != nil {
 		if body != nil && (body.tooLarge || errors.Is(err, errBodyIncomplete) || isTimeout(err)) {
 			p.bodyFailed(ctx, app, body, err)
@@ -283,7 +283,8 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 
 // done records metrics and the access log line.
 func (p *Proxy) done(ctx *fasthttp.RequestCtx, app *table.App, b *table.Backend, start time.Time) {
-	elapsed := time.Since(start)
+	now := time.Now() // one clock read for both: each is ~80 ns on a VM, per request
+	elapsed := now.Sub(start)
 	p.latency.Observe(elapsed.Seconds())
 	code := ctx.Response.StatusCode()
 	if app != nil {
@@ -292,7 +293,7 @@ func (p *Proxy) done(ctx *fasthttp.RequestCtx, app *table.App, b *table.Backend,
 		}
 	}
 	if p.access != nil {
-		p.access.Log(ctx, app, b, code, elapsed)
+		p.access.Log(ctx, app, b, code, now, elapsed)
 	}
 }
 

@@ -25,7 +25,7 @@ func (p *Proxy) upgrade(ctx *fasthttp.RequestCtx, s *state, app *table.App, star
 	st := s.t.Settings
 	// The same choice of backend as for requests (ejected ones last).
 	var backend net.Conn
-	b, err := p.tryBackends(ctx, app, st, func(b *table.Backend) (err error) {
+	b, err := p.tryBackends(ctx, app, st, start, func(b *table.Backend) (err error) {
 		backend, err = net.DialTimeout("tcp", b.Addr, st.ConnectTimeout)
 		return err
 	})
