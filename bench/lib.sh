@@ -13,3 +13,11 @@ until_ok() {
     sleep 0.05
   done
 }
+# need CMD[:PACKAGE]...: installs from apt the package of each command
+# missing (the package is named like the command unless given).
+need() {
+  local c pkgs=()
+  for c in "$@"; do command -v "${c%%:*}" >/dev/null 2>&1 || pkgs+=("${c#*:}"); done
+  [ ${#pkgs[@]} -eq 0 ] && return
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+}

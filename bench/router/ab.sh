@@ -13,12 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/lib.sh
+source bench/router/nginx.sh
 BASE=${BASE:-HEAD} ROUNDS=${ROUNDS:-8} DURATION=${DURATION:-5s} MODE=${MODE:-http}
-need=()
-for p in wrk nginx openssl; do command -v $p >/dev/null 2>&1 || need+=("$p"); done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+need wrk nginx openssl
 make -s build >/dev/null
 tmp=$(mktemp -d)
 pids=()
@@ -35,13 +32,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
 git worktree add -q --detach "$tmp/base-src" "$BASE"
 (cd "$tmp/base-src" && go build -o "$tmp/router-base" ./cmd/router)
 git worktree remove --force "$tmp/base-src"
-cat > "$tmp/backend.conf" <<NGINX
-worker_processes $(nproc);
-pid $tmp/backend.pid;
-error_log $tmp/backend-error.log;
-events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:48999; location / { default_type text/plain; return 200 "hello from the app\n"; } } }
-NGINX
+nginx_backend_conf "$tmp" 127.0.0.1:48999 >"$tmp/backend.conf"
 nginx -p "$tmp" -c backend.conf
 ./bin/etcd --data-dir "$tmp/etcd" --listen-client-urls http://127.0.0.1:42379 --advertise-client-urls http://127.0.0.1:42379 --listen-peer-urls http://127.0.0.1:42380 2>/dev/null & pids+=($!)
 until_ok 10 curl -sf -o /dev/null http://127.0.0.1:42379/health

@@ -10,13 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/router/haproxy.sh
+source bench/router/nginx.sh
 out=bench/out; mkdir -p "$out"
 DURATION=${DURATION:-10s}
-need=()
-for p in nginx haproxy caddy wrk openssl; do command -v $p >/dev/null 2>&1 || need+=("$p"); done
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+need nginx haproxy caddy wrk openssl
 make -s build >/dev/null
 tmp=$(mktemp -d)
 pids=()
@@ -33,19 +30,7 @@ cores=$(nproc)
 start_backend() { # nginx|go: the app on 127.0.0.1:18999, in its own process(es)
   case $1 in
     nginx)
-      cat > "$tmp/backend.conf" <<BACKEND
-worker_processes $cores;
-pid $tmp/backend.pid;
-error_log $tmp/backend-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:18999;
-    location / { default_type text/plain; return 200 "hello from the app\n"; }
-  }
-}
-BACKEND
+      nginx_backend_conf "$tmp" 127.0.0.1:18999 >"$tmp/backend.conf"
       nginx -p "$tmp" -c backend.conf ;;
     go) "$tmp/backend" -addr 127.0.0.1:18999 & backend_pid=$! ;;
   esac

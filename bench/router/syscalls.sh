@@ -14,12 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/lib.sh
 source bench/router/haproxy.sh
-need=()
-for p in wrk nginx haproxy; do command -v $p >/dev/null 2>&1 || need+=("$p"); done
-command -v perf >/dev/null 2>&1 || need+=(linux-perf)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source bench/router/nginx.sh
+need wrk nginx haproxy perf:linux-perf
 make -s build >/dev/null
 tmp=$(mktemp -d)
 pids=()
@@ -42,13 +38,7 @@ if [ "${BACKEND:-nginx}" = go ]; then
   go build -o "$tmp/backend" ./bench/router/backend
   "${sched[@]}" "$tmp/backend" -addr 127.0.0.1:38999 & pids+=($!)
 else
-  cat > "$tmp/backend.conf" <<NGINX
-worker_processes $cores;
-pid $tmp/backend.pid;
-error_log $tmp/backend-error.log;
-events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:38999; location / { default_type text/plain; return 200 "hello from the app\n"; } } }
-NGINX
+  nginx_backend_conf "$tmp" 127.0.0.1:38999 >"$tmp/backend.conf"
   "${sched[@]}" nginx -p "$tmp" -c backend.conf
 fi
 cat > "$tmp/proxy.conf" <<NGINX

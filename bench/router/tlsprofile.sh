@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/lib.sh
 MODE=${MODE:-resume}
-command -v perf >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-perf >/dev/null; }
+need perf:linux-perf openssl
 make -s build >/dev/null
 tmp=$(mktemp -d)
 pids=()
