@@ -9,6 +9,7 @@
 # Everything listens on 127.0.0.1 and is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source bench/lib.sh
 source bench/router/haproxy.sh
 source bench/router/nginx.sh
 out=bench/out; mkdir -p "$out"
