@@ -375,8 +375,14 @@ func TestRefusals(t *testing.T) {
 func TestPushLock(t *testing.T) {
 	v := start(t)
 	alice := v.user("alice", true)
-	slow := "FROM " + testenv.BusyboxImage + "\nRUN sleep 4\n"
 	a, other := appName("lock"), appName("para")
+	// A build that takes 4 s, never from Docker's cache: the engine is
+	// shared, and a cached "RUN sleep 4" from an earlier run would finish
+	// the first push before the second one could meet its lock.
+	slowBuild := func(nonce string) string {
+		return "FROM " + testenv.BusyboxImage + "\nRUN echo " + nonce + " && sleep 4\n"
+	}
+	slow := slowBuild(a)
 	cleanupImages(t, a)
 	cleanupImages(t, other)
 	v.app(a, "alice")
@@ -411,7 +417,7 @@ func TestPushLock(t *testing.T) {
 	}
 
 	// Kill the client (git and its ssh) while the build runs.
-	v.commit(dirA, map[string]string{"z": "4"}, "again")
+	v.commit(dirA, map[string]string{"z": "4", "Dockerfile": slowBuild(a + "-again")}, "again")
 	cmd := v.gitCmd(dirA, alice, "push", v.remote(a), "master")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var buf testenv.SyncBuffer
