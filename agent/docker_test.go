@@ -42,11 +42,25 @@ type platform struct {
 	log    *slog.Logger
 }
 
+// testLog is the platform's log: on stderr with -v, else kept and shown
+// only if the test fails (the agents' account of what they did is most of
+// a failure's story).
 func testLog(t *testing.T) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test", t.Name())
 	}
-	return slog.New(slog.DiscardHandler)
+	var buf testenv.SyncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			const tail = 32 << 10
+			out := buf.String()
+			if len(out) > tail {
+				out = "...\n" + out[len(out)-tail:]
+			}
+			t.Logf("the platform's log:\n%s", out)
+		}
+	})
+	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 func run(t *testing.T, what string, f func(ctx context.Context) error) {
@@ -451,7 +465,19 @@ func TestRunUnits(t *testing.T) {
 	}
 	// Stop (1 s) and remove on the shared Docker engine: under make test's
 	// parallel Docker load this took up to 20 s, 2 s alone.
-	testenv.Eventually(t, 60*time.Second, func() bool { return runs() == 0 }, "the abandoned run's container was removed")
+	deadline := time.Now().Add(60 * time.Second)
+	for runs() != 0 {
+		if time.Now().After(deadline) {
+			left, _ := p.cli.Get(ctx, keys.RunsAppPrefix(app), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+			list, _ := p.docker.ListContainers(docker.ListContainersOptions{All: true, Filters: map[string][]string{"label": {keys.LabelApp + "=" + app, keys.LabelType + "=run"}}})
+			var state []string
+			for _, c := range list {
+				state = append(state, c.Names[0]+" "+c.State+" ("+c.Status+")")
+			}
+			t.Fatalf("after 1m0s: the abandoned run's container is still there: %v; run keys left in etcd: %d", state, left.Count)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func clipped(s string) string {
