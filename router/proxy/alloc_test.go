@@ -12,34 +12,28 @@ import (
 	"github.com/deis/dataplane/router/table"
 )
 
-// setup runs a fasthttp backend and the proxy on loopback and returns a
-// client that reuses its request and response, so that everything the
-// measurement sees allocated comes from the proxy path (client and
-// backend are allocation-free in steady state).
-func setup(tb testing.TB, access bool) (do func()) {
+// startProxy runs app as the one backend of app.example.com, behind the
+// proxy on loopback with the router settings given (etcd keys under
+// /deis/router/), and returns the proxy's address.
+func startProxy(tb testing.TB, app fasthttp.RequestHandler, settings map[string]string, al *proxy.AccessLog) string {
 	tb.Helper()
 	backendLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	body := []byte("hello from the app\n")
-	backend := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("text/plain")
-		ctx.SetBody(body)
-	}}
+	backend := &fasthttp.Server{Handler: app}
 	go backend.Serve(backendLn)
 	tb.Cleanup(func() { _ = backend.Shutdown() })
 
-	var al *proxy.AccessLog
-	if access {
-		al = proxy.NewAccessLog(discard{})
-		tb.Cleanup(al.Close)
-	}
-	p := proxy.New(slog.New(slog.DiscardHandler), al, nil)
-	t, errs := table.Build(map[string]string{
+	kvs := map[string]string{
 		"/deis/platform/domain":           "example.com",
 		"/deis/services/app/app_v1.web.1": backendLn.Addr().String(),
-	}, 1, nil, table.NewPool())
+	}
+	for k, v := range settings {
+		kvs[k] = v
+	}
+	p := proxy.New(slog.New(slog.DiscardHandler), al, nil)
+	t, errs := table.Build(kvs, 1, nil, table.NewPool())
 	if len(errs) != 0 {
 		tb.Fatal(errs)
 	}
@@ -51,8 +45,27 @@ func setup(tb testing.TB, access bool) (do func()) {
 	srv := &fasthttp.Server{Handler: p.Handle, StreamRequestBody: true, NoDefaultServerHeader: true}
 	go srv.Serve(routerLn)
 	tb.Cleanup(func() { _ = srv.Shutdown() })
+	return routerLn.Addr().String()
+}
 
-	client := &fasthttp.HostClient{Addr: routerLn.Addr().String()}
+// setup runs a fasthttp backend and the proxy on loopback and returns a
+// client that reuses its request and response, so that everything the
+// measurement sees allocated comes from the proxy path (client and
+// backend are allocation-free in steady state).
+func setup(tb testing.TB, access bool) (do func()) {
+	tb.Helper()
+	body := []byte("hello from the app\n")
+	var al *proxy.AccessLog
+	if access {
+		al = proxy.NewAccessLog(discard{})
+		tb.Cleanup(al.Close)
+	}
+	addr := startProxy(tb, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("text/plain")
+		ctx.SetBody(body)
+	}, nil, al)
+
+	client := &fasthttp.HostClient{Addr: addr}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	req.SetRequestURI("http://app.example.com/path?q=1")
 	return func() {

@@ -1,16 +1,11 @@
 package proxy_test
 
 import (
-	"log/slog"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/deis/dataplane/router/proxy"
-	"github.com/deis/dataplane/router/table"
 )
 
 // TestAppTimeoutOnReusedConnection: an app that stops answering gets a 504
@@ -19,39 +14,15 @@ import (
 // the requests after it are served again.
 func TestAppTimeoutOnReusedConnection(t *testing.T) {
 	const timeout = 400 * time.Millisecond
-	backendLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var stall atomic.Bool
-	backend := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	addr := startProxy(t, func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/slow" && stall.Load() {
 			time.Sleep(3 * timeout)
 		}
 		ctx.SetBodyString("ok")
-	}}
-	go backend.Serve(backendLn)
-	t.Cleanup(func() { _ = backend.Shutdown() })
+	}, map[string]string{"/deis/router/defaultTimeout": timeout.String()}, nil)
 
-	p := proxy.New(slog.New(slog.DiscardHandler), nil, nil)
-	tbl, errs := table.Build(map[string]string{
-		"/deis/platform/domain":           "example.com",
-		"/deis/router/defaultTimeout":     timeout.String(),
-		"/deis/services/app/app_v1.web.1": backendLn.Addr().String(),
-	}, 1, nil, table.NewPool())
-	if len(errs) != 0 {
-		t.Fatal(errs)
-	}
-	p.Install(tbl)
-	routerLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: p.Handle, StreamRequestBody: true}
-	go srv.Serve(routerLn)
-	t.Cleanup(func() { _ = srv.Shutdown() })
-
-	client := &fasthttp.HostClient{Addr: routerLn.Addr().String(), MaxConns: 1}
+	client := &fasthttp.HostClient{Addr: addr, MaxConns: 1}
 	get := func(path string) (int, time.Duration) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
